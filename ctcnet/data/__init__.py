@@ -1,0 +1,1 @@
+"""Data utilities: degradation, loading, datasets and dataset preparation."""

@@ -1,0 +1,421 @@
+"""Reference ×8 degradation, tensor conversion, robust image loading and training augmentation.
+
+Everything here follows the reference data pipeline (``CTCNET_SPEC.md`` §8 and §10):
+
+* LR generation: PIL bicubic down to ``(W/8, H/8)`` then PIL bicubic back up to ``(W, H)``; the
+  network input is the up-sampled image.
+* Tensors: ``ToTensor`` + ``Normalize(0.5, 0.5)``, i.e. ``(v / 255 - 0.5) / 0.5`` in [-1, 1].
+* Output images: ``(y + 1) / 2 * 255``, clipped to [0, 255], **truncated** to ``uint8``.
+* Augmentation: horizontal flip (p = 0.5) then a random-resized-crop branch (§8 steps 2–3).
+
+PIL's bicubic uses a = -0.5 and widens its kernel when down-scaling (anti-aliasing); it is neither
+``torch.nn.functional.interpolate(mode="bicubic")`` nor MATLAB ``imresize``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "ImageReadError",
+    "ReferenceAugment",
+    "degrade",
+    "load_rgb",
+    "open_rgb",
+    "to_tensor",
+    "to_uint8",
+]
+
+#: Background colour used when flattening transparent images (see :func:`load_rgb`).
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, unreadable, corrupt or not an image."""
+
+
+# --------------------------------------------------------------------------------------------
+# Degradation
+# --------------------------------------------------------------------------------------------
+def degrade(hr: Image.Image, scale: int = 8) -> tuple[Image.Image, Image.Image]:
+    """Produce the reference low-resolution input from a high-resolution image.
+
+    Parameters
+    ----------
+    hr : PIL.Image.Image
+        High-resolution RGB image whose width and height are divisible by ``scale``.
+    scale : int, default 8
+        Down-scaling factor.
+
+    Returns
+    -------
+    lr_small : PIL.Image.Image
+        ``hr`` resized to ``(W // scale, H // scale)`` with PIL bicubic.
+    lr_up : PIL.Image.Image
+        ``lr_small`` resized back to ``(W, H)`` with PIL bicubic (the network input).
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is not a positive integer or the size is not divisible by it.
+    """
+    if not isinstance(hr, Image.Image):
+        raise ValueError(f"degrade expects a PIL image, got {type(hr).__name__}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    w, h = hr.size
+    if w % scale or h % scale:
+        raise ValueError(f"image size {w}x{h} is not divisible by scale {scale}")
+    lr_small = hr.resize((w // scale, h // scale), Image.BICUBIC)
+    lr_up = lr_small.resize((w, h), Image.BICUBIC)
+    return lr_small, lr_up
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor conversion
+# --------------------------------------------------------------------------------------------
+def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """Convert a uint8 RGB image to a float32 CHW tensor in [-1, 1].
+
+    Equivalent to torchvision's ``ToTensor()`` followed by ``Normalize(0.5, 0.5)``:
+    ``(v / 255 - 0.5) / 0.5`` computed in float32.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image or numpy.ndarray
+        A PIL image (converted to RGB) or a ``uint8`` array of shape ``(H, W, 3)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Tensor of shape ``(3, H, W)``, dtype float32.
+
+    Raises
+    ------
+    ValueError
+        If an array is not ``uint8`` with shape ``(H, W, 3)``.
+    """
+    if isinstance(img, Image.Image):
+        arr = np.asarray(img.convert("RGB"))
+    elif isinstance(img, np.ndarray):
+        if img.dtype != np.uint8:
+            raise ValueError(f"to_tensor expects a uint8 array, got dtype {img.dtype}")
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"to_tensor expects an (H, W, 3) array, got shape {img.shape}")
+        arr = img
+    else:
+        raise ValueError(f"to_tensor expects a PIL image or numpy array, got {type(img).__name__}")
+    t = torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).to(torch.float32)
+    return (t.div(255.0) - 0.5) / 0.5
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """Convert a [-1, 1] tensor to uint8 images exactly as the reference post-processing does.
+
+    ``((y + 1) / 2 * 255)`` in the tensor's float precision, clipped to [0, 255], then cast to
+    ``uint8`` by **truncation** (not rounding): 0.999 → 254.87 → 254. Because of truncation and
+    float32 rounding, ``to_uint8(to_tensor(x))`` can be 1 lower than ``x`` for some values.
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        ``(3, H, W)`` or ``(N, 3, H, W)`` tensor (any float dtype; gradients are detached).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(H, W, 3)`` or ``(N, H, W, 3)``.
+
+    Raises
+    ------
+    ValueError
+        If ``t`` is not a floating tensor of rank 3 or 4, or contains NaN.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"to_uint8 expects a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"to_uint8 expects a floating tensor in [-1, 1], got dtype {t.dtype}")
+    if t.ndim not in (3, 4):
+        raise ValueError(f"to_uint8 expects a CHW or NCHW tensor, got shape {tuple(t.shape)}")
+    if torch.isnan(t).any():
+        raise ValueError("to_uint8 got a tensor containing NaN")
+    y = ((t.detach().cpu() + 1) / 2 * 255).clamp(0, 255)
+    arr = y.numpy().astype(np.uint8)  # truncation toward zero (values are >= 0)
+    return np.moveaxis(arr, -3, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit (or 32-bit integer holding 16-bit data) grey array to uint8."""
+    arr = arr.astype(np.float64)
+    vmax = float(arr.max()) if arr.size else 0.0
+    # 'I;16' files hold 0..65535; PIL often opens 16-bit PNGs as mode 'I' (int32) with the same
+    # range. Anything larger than 16 bits is scaled by its own maximum.
+    full = 65535.0 if vmax <= 65535.0 else vmax
+    return np.clip(np.round(np.clip(arr, 0, None) / full * 255.0), 0, 255).astype(np.uint8)
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image file as an 8-bit RGB PIL image.
+
+    Handling of special modes:
+
+    * EXIF orientation is applied (``ImageOps.exif_transpose``) so the pixels are upright.
+    * Grey (``L``, ``1``) and palette (``P``) images are converted to RGB.
+    * Transparent images (``RGBA``, ``LA``, ``P`` with transparency) are **composited on white**
+      (:data:`ALPHA_BACKGROUND`): face crops with a removed background look like studio shots
+      rather than getting a black halo, and fully transparent pixels never leak their hidden RGB.
+    * 16-bit grey (``I;16*`` and ``I`` modes) is scaled linearly ``v / 65535 * 255`` and rounded;
+      32-bit float (``F``) is assumed to be in [0, 1] when its maximum is ≤ 1, else in [0, 255].
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Image file.
+
+    Returns
+    -------
+    PIL.Image.Image
+        A fully loaded image in mode ``RGB``.
+
+    Raises
+    ------
+    ImageReadError
+        If the file is missing, is not an image, or is truncated/corrupt (message names the file).
+    """
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ImageReadError(f"cannot read image {p!r}: file not found")
+    return open_rgb(p, label=p)
+
+
+def open_rgb(source: str | BinaryIO, label: str) -> Image.Image:
+    """Decode an image from a path or binary file object with the rules of :func:`load_rgb`.
+
+    Parameters
+    ----------
+    source : str or binary file object
+        What ``PIL.Image.open`` accepts.
+    label : str
+        Name used in error messages (e.g. the file or zip member name).
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB image.
+
+    Raises
+    ------
+    ImageReadError
+        If the data is not a readable image.
+    """
+    try:
+        with Image.open(source) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"cannot read image {label!r}: not a recognised image file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"cannot read image {label!r}: corrupt or truncated ({msg})") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    mode = im.mode
+    if mode == "RGB":
+        return im.copy()
+    if mode.startswith("I;16") or mode == "I":
+        grey = _high_bit_to_uint8(np.asarray(im))
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        arr = np.nan_to_num(arr)
+        if arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        grey = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------------
+Rng = random.Random | torch.Generator
+
+
+def _uniform(rng: Rng, a: float, b: float) -> float:
+    if isinstance(rng, torch.Generator):
+        return a + (b - a) * float(torch.rand((), generator=rng, dtype=torch.float64))
+    return rng.uniform(a, b)
+
+
+def _randint(rng: Rng, a: int, b: int) -> int:
+    """Uniform integer in [a, b] inclusive."""
+    if isinstance(rng, torch.Generator):
+        return int(torch.randint(a, b + 1, (), generator=rng))
+    return rng.randint(a, b)
+
+
+class ReferenceAugment:
+    """The reference training augmentation (spec §8 steps 2–3).
+
+    1. Horizontal flip with probability ``p_flip``.
+    2. Draw ``s ~ U[scale_range)``; if ``int(W * s) > W`` (≈97 % of draws for W = 128 and the
+       default range) replace the image by a random-resized crop of it: area fraction
+       ``U[area)``, aspect ratio log-uniform in ``ratio``, up to 10 attempts and a centre-crop
+       fallback (the torchvision ``RandomResizedCrop`` recipe), resized to ``hr_size`` × ``hr_size``
+       with PIL bicubic. Otherwise the image is left unchanged.
+
+    Parameters
+    ----------
+    hr_size : int, default 128
+        Expected (square) input size and output size.
+    p_flip : float, default 0.5
+        Horizontal-flip probability.
+    scale_range : tuple of float, default (1.0, 1.3)
+        Range of the scale draw that gates the crop branch.
+    area : tuple of float, default (0.7, 1.0)
+        Range of the crop's area fraction.
+    ratio : tuple of float, default (3/4, 4/3)
+        Range of the crop's aspect ratio (width / height).
+    enabled : bool, default True
+        When False the call returns the image unchanged (evaluation mode).
+    rng : random.Random or torch.Generator or int, optional
+        Default random source; an int seeds a new ``random.Random``. Each call can override it.
+    """
+
+    def __init__(
+        self,
+        hr_size: int = 128,
+        p_flip: float = 0.5,
+        scale_range: tuple[float, float] = (1.0, 1.3),
+        area: tuple[float, float] = (0.7, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        enabled: bool = True,
+        rng: Rng | int | None = None,
+    ) -> None:
+        if hr_size < 1:
+            raise ValueError(f"hr_size must be positive, got {hr_size}")
+        if not 0.0 <= p_flip <= 1.0:
+            raise ValueError(f"p_flip must be in [0, 1], got {p_flip}")
+        for name, (lo, hi) in (("scale_range", scale_range), ("area", area), ("ratio", ratio)):
+            if not (0 < lo <= hi):
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+        if area[1] > 1.0:
+            raise ValueError(f"area fractions must be <= 1, got {area}")
+        self.hr_size = hr_size
+        self.p_flip = p_flip
+        self.scale_range = tuple(scale_range)
+        self.area = tuple(area)
+        self.ratio = tuple(ratio)
+        self.enabled = enabled
+        self.rng: Rng = random.Random(rng) if rng is None or isinstance(rng, int) else rng
+
+    def __repr__(self) -> str:
+        return (
+            f"ReferenceAugment(hr_size={self.hr_size}, p_flip={self.p_flip}, "
+            f"scale_range={self.scale_range}, area={self.area}, ratio={self.ratio}, "
+            f"enabled={self.enabled})"
+        )
+
+    def crop_box(self, width: int, height: int, rng: Rng) -> tuple[int, int, int, int]:
+        """Draw a random-resized-crop box ``(left, top, right, bottom)``.
+
+        Parameters
+        ----------
+        width, height : int
+            Image size.
+        rng : random.Random or torch.Generator
+            Random source.
+
+        Returns
+        -------
+        tuple of int
+            PIL crop box.
+        """
+        total = width * height
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        for _ in range(10):
+            target = total * _uniform(rng, *self.area)
+            aspect = math.exp(_uniform(rng, log_lo, log_hi))
+            w = int(round(math.sqrt(target * aspect)))
+            h = int(round(math.sqrt(target / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                top = _randint(rng, 0, height - h)
+                left = _randint(rng, 0, width - w)
+                return left, top, left + w, top + h
+        # Fallback: centre crop with the aspect ratio clamped into range.
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            w, h = width, int(round(width / self.ratio[0]))
+        elif in_ratio > self.ratio[1]:
+            h, w = height, int(round(height * self.ratio[1]))
+        else:
+            w, h = width, height
+        left, top = (width - w) // 2, (height - h) // 2
+        return left, top, left + w, top + h
+
+    def __call__(self, img: Image.Image, rng: Rng | None = None) -> Image.Image:
+        """Augment one HR image.
+
+        Parameters
+        ----------
+        img : PIL.Image.Image
+            ``hr_size`` × ``hr_size`` image.
+        rng : random.Random or torch.Generator, optional
+            Random source for this call (defaults to the instance's).
+
+        Returns
+        -------
+        PIL.Image.Image
+            The augmented ``hr_size`` × ``hr_size`` image.
+
+        Raises
+        ------
+        ValueError
+            If the image is not ``hr_size`` × ``hr_size``.
+        """
+        if img.size != (self.hr_size, self.hr_size):
+            raise ValueError(
+                f"ReferenceAugment expects a {self.hr_size}x{self.hr_size} image, "
+                f"got {img.size[0]}x{img.size[1]}"
+            )
+        if not self.enabled:
+            return img
+        rng = self.rng if rng is None else rng
+        if _uniform(rng, 0.0, 1.0) < self.p_flip:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        s = _uniform(rng, *self.scale_range)
+        width, height = img.size
+        if int(width * s) > width:
+            box = self.crop_box(width, height, rng)
+            img = img.crop(box).resize((self.hr_size, self.hr_size), Image.BICUBIC)
+        return img
+
+    def state(self) -> dict[str, Any]:
+        """Return the configuration as a plain dict (for logging)."""
+        return {
+            "hr_size": self.hr_size,
+            "p_flip": self.p_flip,
+            "scale_range": self.scale_range,
+            "area": self.area,
+            "ratio": self.ratio,
+            "enabled": self.enabled,
+        }
