@@ -1,0 +1,373 @@
+"""PSNR and SSIM under the three evaluation protocols met in the face-SR literature.
+
+The same image pair scores differently depending on how the luma channel is computed, whether a
+border is cropped and which SSIM window is used; the differences (≈0.2 dB, ≈0.02 SSIM on ×8 faces)
+are as large as the gaps between published methods, so every number must name its protocol.
+
+Protocols (see :data:`PROTOCOLS`):
+
+``"ctcnet"``
+    The CTCNet/SPARNet script ``psnr_ssim.py`` (``CTCNET_SPEC.md`` §10; ``ANCHORS.md`` §3.1–3.2):
+    ``Y = 16 + RGB · ([65.481, 128.553, 24.966] / 255)`` **truncated** to uint8, no border crop,
+    PSNR on the uint8 Y, SSIM as ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False)`` with data range 255 (11×11 Gaussian window, skimage's
+    ``truncate=3.5``; skimage discards the 5-pixel band where the window leaves the image, so the
+    result equals a 'valid' SSIM).
+``"dic"``
+    "PSNR & SSIM in DIC" (junjun-jiang/Face-Hallucination-Benchmark ``eval_psnr_ssim.py``,
+    ``ANCHORS.md`` §3.4): ``Y = RGB · [65.481, 128.553, 24.966] / 255 + 16`` **rounded** to uint8,
+    8-pixel border crop, PSNR on the cropped Y, SSIM = skimage's default ``compare_ssim`` with
+    ``data_range=255``: a 7×7 uniform window with the *sample* covariance (factor 49/48).
+``"basicsr"``
+    XPixelGroup/BasicSR ``calculate_psnr/ssim(crop_border=scale, test_y_channel=True)``
+    (``ANCHORS.md`` §3.3): Y as a float in [16, 235] that is **not rounded** (BasicSR computes it
+    from ``img.astype(float32) / 255`` and stores it as float32, which is reproduced here), border
+    crop = scale = 8, MATLAB-equivalent SSIM: 11×11 Gaussian σ = 1.5 (``cv2.getGaussianKernel``),
+    'valid' filtering, K1 = 0.01, K2 = 0.03, L = 255, population covariance.
+
+All SSIMs are computed here with numpy only (a separable 'valid' correlation); scikit-image and
+OpenCV are used only by the tests, as independent references.
+
+PSNR of identical images is ``inf`` (MSE = 0), as in all three reference scripts.
+
+Inputs: ``uint8`` arrays ``(H, W, 3)`` (RGB) or batches ``(N, H, W, 3)``, or floating torch tensors
+in [-1, 1] of shape ``(3, H, W)`` / ``(N, 3, H, W)`` that are first converted with
+:func:`ctcnet.data.degradation.to_uint8` (the reference truncating post-processing). For batches,
+``reduction="mean"`` (default) returns the mean of the per-image scores (the papers average per
+image) and ``reduction="none"`` the list of per-image scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PROTOCOLS", "evaluate_pair", "psnr", "ssim", "rgb_to_y"]
+
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    y: str  # "truncate" | "round" | "float32"
+    crop: int
+    window: str  # "gaussian" | "uniform"
+    win_size: int
+    sigma: float
+    sample_covariance: bool
+
+
+_SPECS: dict[str, _Protocol] = {
+    "ctcnet": _Protocol("truncate", 0, "gaussian", 11, 1.5, False),
+    "dic": _Protocol("round", 8, "uniform", 7, 0.0, True),
+    "basicsr": _Protocol("float32", 8, "gaussian", 11, 1.5, False),
+}
+
+#: Human-readable description of each protocol (e.g. ``pandas.DataFrame(PROTOCOLS).T``).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "ctcnet": {
+        "used by": "CTCNet, SPARNet (psnr_ssim.py)",
+        "Y channel": "16 + (65.481R + 128.553G + 24.966B)/255, truncated to uint8",
+        "border crop (px)": 0,
+        "PSNR": "10·log10(255²/MSE) on uint8 Y",
+        "SSIM window": "11×11 Gaussian, σ = 1.5 (skimage truncate 3.5)",
+        "SSIM covariance": "population (use_sample_covariance=False)",
+        "SSIM constants": "K1 0.01, K2 0.03, L 255",
+        "source": "wsxuzixiang/CTCNet psnr_ssim.py; CTCNET_SPEC.md §10",
+    },
+    "dic": {
+        "used by": "DIC and the Face-Hallucination-Benchmark tables",
+        "Y channel": "(65.481R + 128.553G + 24.966B)/255 + 16, rounded to uint8",
+        "border crop (px)": 8,
+        "PSNR": "10·log10(255²/MSE) on cropped rounded Y",
+        "SSIM window": "7×7 uniform (skimage default)",
+        "SSIM covariance": "sample (49/48 factor, skimage default)",
+        "SSIM constants": "K1 0.01, K2 0.03, L 255",
+        "source": "junjun-jiang/Face-Hallucination-Benchmark eval_psnr_ssim.py; ANCHORS.md §3.4",
+    },
+    "basicsr": {
+        "used by": "BasicSR-based code (crop_border=scale, test_y_channel=True)",
+        "Y channel": "same formula as float32, not rounded",
+        "border crop (px)": 8,
+        "PSNR": "10·log10(255²/MSE) on cropped float Y",
+        "SSIM window": "11×11 Gaussian, σ = 1.5, 'valid' (MATLAB ssim_index)",
+        "SSIM covariance": "population",
+        "SSIM constants": "K1 0.01, K2 0.03, L 255",
+        "source": "XPixelGroup/BasicSR basicsr/metrics/psnr_ssim.py; ANCHORS.md §3.3",
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+def _as_uint8_batch(x: Any, name: str) -> tuple[np.ndarray, bool]:
+    """Return ``(N, H, W, 3)`` uint8 and whether the input was a batch."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency of the package
+        torch = None
+    if torch is not None and isinstance(x, torch.Tensor):
+        from ctcnet.data.degradation import to_uint8
+
+        if x.ndim not in (3, 4) or x.shape[-3] != 3:
+            raise ValueError(
+                f"{name}: a tensor must be (3, H, W) or (N, 3, H, W) in [-1, 1], "
+                f"got shape {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"{name}: a tensor must be floating point in [-1, 1], got {x.dtype}")
+        x = to_uint8(x)
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name}: expected a uint8 numpy array or a torch tensor, got {type(x)}")
+    if x.dtype != np.uint8:
+        raise ValueError(f"{name}: expected dtype uint8 (values 0..255), got {x.dtype}")
+    if x.ndim == 3 and x.shape[2] == 3:
+        return x[None], False
+    if x.ndim == 4 and x.shape[3] == 3:
+        return x, True
+    raise ValueError(f"{name}: expected shape (H, W, 3) or (N, H, W, 3) RGB, got {x.shape}")
+
+
+def _check_protocol(protocol: str) -> _Protocol:
+    if protocol not in _SPECS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(_SPECS)}")
+    return _SPECS[protocol]
+
+
+def _pair(sr: Any, hr: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    a, batch_a = _as_uint8_batch(sr, "sr")
+    b, batch_b = _as_uint8_batch(hr, "hr")
+    if a.shape != b.shape:
+        shape_a = a.shape if batch_a else a.shape[1:]
+        shape_b = b.shape if batch_b else b.shape[1:]
+        raise ValueError(f"sr and hr shapes differ: {shape_a} vs {shape_b}")
+    return a, b, batch_a or batch_b
+
+
+# --------------------------------------------------------------------------------------------
+# Luma
+# --------------------------------------------------------------------------------------------
+def rgb_to_y(img: np.ndarray, protocol: str = "ctcnet") -> np.ndarray:
+    """Compute the BT.601 (MATLAB ``rgb2ycbcr``) luma of uint8 RGB images under a protocol.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        ``uint8`` array whose last axis is RGB.
+    protocol : {"ctcnet", "dic", "basicsr"}
+        ``ctcnet``: uint8, truncated; ``dic``: uint8, rounded (half to even, numpy's ``round``);
+        ``basicsr``: float64 holding BasicSR's float32 value, not rounded.
+
+    Returns
+    -------
+    numpy.ndarray
+        Y with the last axis removed.
+    """
+    spec = _check_protocol(protocol)
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.shape[-1:] != (3,):
+        raise ValueError("rgb_to_y expects a uint8 array whose last axis has 3 (RGB) channels")
+    if spec.y == "truncate":
+        return (16.0 + img @ (_Y_WEIGHTS / 255.0)).astype(np.uint8)
+    if spec.y == "round":
+        return ((img @ _Y_WEIGHTS) / 255.0 + 16.0).round().astype(np.uint8)
+    scaled = img.astype(np.float32) / np.float32(255.0)
+    y32 = ((scaled @ _Y_WEIGHTS + 16.0) / 255.0).astype(np.float32) * np.float32(255.0)
+    return y32.astype(np.float64)
+
+
+def _y_cropped(batch: np.ndarray, spec: _Protocol, protocol: str, crop: int) -> np.ndarray:
+    if crop:
+        h, w = batch.shape[1:3]
+        if h <= 2 * crop or w <= 2 * crop:
+            raise ValueError(f"image of size {h}x{w} is too small for a {crop}-pixel border crop")
+        batch = batch[:, crop:-crop, crop:-crop]
+    return rgb_to_y(batch, protocol).astype(np.float64)
+
+
+def _reduce(values: list[float], batched: bool, reduction: str) -> float | list[float]:
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if not batched:
+        return values[0]
+    if reduction == "none":
+        return values
+    return float(np.mean(values))
+
+
+def _crop_for(spec: _Protocol, crop_border: int | None) -> int:
+    if crop_border is None:
+        return spec.crop
+    if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
+        raise ValueError(f"crop_border must be a non-negative integer, got {crop_border!r}")
+    return crop_border
+
+
+# --------------------------------------------------------------------------------------------
+# PSNR
+# --------------------------------------------------------------------------------------------
+def psnr(
+    sr: Any,
+    hr: Any,
+    protocol: str = "ctcnet",
+    reduction: str = "mean",
+    crop_border: int | None = None,
+) -> float | list[float]:
+    """Peak signal-to-noise ratio on the luma channel, ``10·log10(255² / MSE)`` in dB.
+
+    Parameters
+    ----------
+    sr, hr : numpy.ndarray or torch.Tensor
+        Super-resolved and ground-truth images (see the module docstring for accepted forms).
+    protocol : {"ctcnet", "dic", "basicsr"}, default "ctcnet"
+        Evaluation protocol (:data:`PROTOCOLS`).
+    reduction : {"mean", "none"}, default "mean"
+        For batches: mean of per-image PSNRs, or the per-image list.
+    crop_border : int, optional
+        Override the protocol's border crop (0 for ctcnet, 8 for dic and basicsr).
+
+    Returns
+    -------
+    float or list of float
+        PSNR in dB; ``inf`` when the (cropped) luma images are identical.
+
+    Raises
+    ------
+    ValueError
+        On an unknown protocol, wrong dtype/shape, or mismatched shapes.
+    """
+    spec = _check_protocol(protocol)
+    crop = _crop_for(spec, crop_border)
+    a, b, batched = _pair(sr, hr)
+    ya, yb = _y_cropped(a, spec, protocol, crop), _y_cropped(b, spec, protocol, crop)
+    values = []
+    for i in range(ya.shape[0]):
+        mse = float(np.mean((ya[i] - yb[i]) ** 2))
+        values.append(float("inf") if mse == 0.0 else float(10.0 * np.log10(255.0**2 / mse)))
+    return _reduce(values, batched, reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# SSIM
+# --------------------------------------------------------------------------------------------
+def _window_1d(spec: _Protocol) -> np.ndarray:
+    if spec.window == "uniform":
+        return np.full(spec.win_size, 1.0 / spec.win_size)
+    radius = (spec.win_size - 1) // 2  # = int(3.5 * 1.5 + 0.5) = 5, skimage/scipy truncation
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / spec.sigma) ** 2)
+    return k / k.sum()
+
+
+def _filter_valid(img: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Separable 2-D correlation of the last two axes with ``k ⊗ k``, 'valid' region only."""
+    n = k.size
+    h, w = img.shape[-2:]
+    rows = sum(k[i] * img[..., i : h - n + 1 + i, :] for i in range(n))
+    return sum(k[i] * rows[..., :, i : w - n + 1 + i] for i in range(n))
+
+
+def _ssim_single(x: np.ndarray, y: np.ndarray, spec: _Protocol) -> float:
+    k = _window_1d(spec)
+    c1 = (0.01 * 255.0) ** 2
+    c2 = (0.03 * 255.0) ** 2
+    np_ = spec.win_size**2
+    cov_norm = np_ / (np_ - 1.0) if spec.sample_covariance else 1.0
+    ux, uy = _filter_valid(x, k), _filter_valid(y, k)
+    uxx, uyy, uxy = _filter_valid(x * x, k), _filter_valid(y * y, k), _filter_valid(x * y, k)
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    num = (2.0 * ux * uy + c1) * (2.0 * vxy + c2)
+    den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
+    return float(np.mean(num / den, dtype=np.float64))
+
+
+def ssim(
+    sr: Any,
+    hr: Any,
+    protocol: str = "ctcnet",
+    reduction: str = "mean",
+    crop_border: int | None = None,
+) -> float | list[float]:
+    """Structural similarity on the luma channel under a protocol.
+
+    Parameters
+    ----------
+    sr, hr : numpy.ndarray or torch.Tensor
+        Super-resolved and ground-truth images (see the module docstring for accepted forms).
+    protocol : {"ctcnet", "dic", "basicsr"}, default "ctcnet"
+        ``ctcnet``: 11×11 Gaussian σ 1.5, population covariance, on truncated uint8 Y, no crop
+        (equals skimage ``gaussian_weights=True, use_sample_covariance=False``). ``dic``: 7×7
+        uniform window, sample covariance, on rounded Y cropped by 8 (skimage defaults).
+        ``basicsr``: MATLAB-style 11×11 Gaussian 'valid' SSIM on float Y cropped by 8.
+    reduction : {"mean", "none"}, default "mean"
+        For batches: mean of per-image SSIMs, or the per-image list.
+    crop_border : int, optional
+        Override the protocol's border crop.
+
+    Returns
+    -------
+    float or list of float
+        SSIM (1.0 for identical images).
+
+    Raises
+    ------
+    ValueError
+        On an unknown protocol, wrong dtype/shape, mismatched shapes, or an image smaller than
+        the SSIM window after cropping.
+    """
+    spec = _check_protocol(protocol)
+    crop = _crop_for(spec, crop_border)
+    a, b, batched = _pair(sr, hr)
+    ya, yb = _y_cropped(a, spec, protocol, crop), _y_cropped(b, spec, protocol, crop)
+    h, w = ya.shape[1:3]
+    if h < spec.win_size or w < spec.win_size:
+        raise ValueError(
+            f"image of size {h}x{w} (after a {crop}-pixel crop) is smaller than the "
+            f"{spec.win_size}x{spec.win_size} SSIM window of protocol {protocol!r}"
+        )
+    values = [_ssim_single(ya[i], yb[i], spec) for i in range(ya.shape[0])]
+    return _reduce(values, batched, reduction)
+
+
+def evaluate_pair(
+    sr: Any,
+    hr: Any,
+    protocols: str | Sequence[str] | Iterable[str] = ("ctcnet", "dic", "basicsr"),
+    reduction: str = "mean",
+) -> dict[str, dict[str, float | list[float]]]:
+    """PSNR and SSIM of one pair (or batch) under several protocols.
+
+    Parameters
+    ----------
+    sr, hr : numpy.ndarray or torch.Tensor
+        Images as accepted by :func:`psnr`.
+    protocols : str or sequence of str, default all three
+        Protocol names.
+    reduction : {"mean", "none"}, default "mean"
+        Batch reduction, as in :func:`psnr`.
+
+    Returns
+    -------
+    dict
+        ``{protocol: {"psnr": ..., "ssim": ...}}``.
+    """
+    names = [protocols] if isinstance(protocols, str) else list(protocols)
+    if not names:
+        raise ValueError("evaluate_pair needs at least one protocol")
+    for name in names:
+        _check_protocol(name)
+    a, b, batched = _pair(sr, hr)  # convert tensors once
+    if not batched:
+        a, b = a[0], b[0]
+    return {
+        name: {
+            "psnr": psnr(a, b, name, reduction=reduction),
+            "ssim": ssim(a, b, name, reduction=reduction),
+        }
+        for name in names
+    }
