@@ -1,0 +1,104 @@
+# CTCNet library + course.  From a clean machine (Python >= 3.10 and make):
+#
+#   make test    # venv + .[dev]:  pytest, ruff, notebook and repository-URL checks
+#   make book    # venv + .[book]: execute every notebook, build _build/html
+#   make clean   # remove build outputs and caches (keeps .venv)
+#   make distclean  # also remove .venv
+#
+# The virtualenv (.venv) is created once and reused.  Each extra is installed
+# once per version of pyproject.toml: a stamp file named after a hash of
+# pyproject.toml marks it done, so re-running is quick.
+#
+# torch: with no NVIDIA driver (no `nvidia-smi`) torch==$(TORCH_VERSION) is
+# installed first, explicitly, as the CPU build (from $(TORCH_CPU_INDEX) when that
+# index is reachable, otherwise from the configured pip indexes).  With a GPU the
+# default torch from PyPI (a CUDA build) is installed.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+BOOK_BUILD_FLAGS ?= --all -W -n --keep-going
+PYTEST_ARGS ?= -q
+
+VENV_ABS := $(abspath $(VENV))
+VPY := $(VENV_ABS)/bin/python
+PIP := $(VPY) -m pip
+# Tools run from the venv (so do subprocesses started by notebooks and tests).
+export PATH := $(VENV_ABS)/bin:$(PATH)
+export VIRTUAL_ENV := $(VENV_ABS)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+DEPS_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+ifeq ($(DEPS_HASH),)
+$(error could not hash pyproject.toml with $(PYTHON); set PYTHON=/path/to/python3)
+endif
+TORCH_STAMP := $(VENV)/.stamp-torch-$(TORCH_VERSION)
+STAMP = $(VENV)/.stamp-$(1)-$(DEPS_HASH)
+
+.PHONY: help venv venv-book venv-dev test book timings clean distclean
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n '1,16p' Makefile | sed 's/^# \{0,1\}//'
+
+# ---------------------------------------------------------------- environment
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(TORCH_STAMP): | $(VPY)
+	@set -e; \
+	if $(VPY) -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null; then \
+	  echo "torch $(TORCH_VERSION) already installed in $(VENV)"; \
+	elif command -v nvidia-smi >/dev/null 2>&1; then \
+	  echo ">>> nvidia-smi found: installing the default (CUDA) torch build"; \
+	  $(PIP) install torch; \
+	elif [ -n "$(TORCH_CPU_INDEX)" ] && $(VPY) -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/torch/', method='HEAD'), timeout=8)" "$(TORCH_CPU_INDEX)" 2>/dev/null; then \
+	  echo ">>> no NVIDIA GPU: installing the CPU build torch==$(TORCH_VERSION) from $(TORCH_CPU_INDEX)"; \
+	  $(PIP) install "torch==$(TORCH_VERSION)" --index-url "$(TORCH_CPU_INDEX)"; \
+	else \
+	  echo ">>> no NVIDIA GPU, $(TORCH_CPU_INDEX) unreachable: installing torch==$(TORCH_VERSION) from the configured pip indexes"; \
+	  $(PIP) install "torch==$(TORCH_VERSION)"; \
+	fi
+	@touch $@
+
+$(VENV)/.stamp-%-$(DEPS_HASH): $(TORCH_STAMP)
+	$(PIP) install -e ".[$*]"
+	@rm -f $(VENV)/.stamp-$*-*
+	@touch $@
+
+venv: venv-dev venv-book
+venv-book: $(call STAMP,book)
+venv-dev: $(call STAMP,dev)
+
+# ---------------------------------------------------------------------- tests
+test: $(call STAMP,dev)
+	@set +e; $(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; set -e; \
+	if [ $$rc -eq 5 ]; then \
+	  echo "ERROR: pytest collected no tests (exit 5) -- that counts as a failure." >&2; exit 1; \
+	elif [ $$rc -ne 0 ]; then \
+	  echo "ERROR: pytest failed (exit $$rc)." >&2; exit $$rc; \
+	fi
+	ruff check .
+	$(VPY) tools/check_notebooks.py
+	$(VPY) tools/check_repo_url.py
+
+# ----------------------------------------------------------------------- book
+# -W: any Sphinx/notebook warning is an error; -n: nitpicky cross-references;
+# --keep-going: report every problem, then fail; --all: rebuild every page.
+# Cell errors abort the build (execute.raise_on_error in _config.yml).
+book: $(call STAMP,book)
+	jupyter-book build $(BOOK_BUILD_FLAGS) .
+	@$(VPY) tools/book_timings.py
+
+timings:
+	@$(VPY) tools/book_timings.py
+
+# ---------------------------------------------------------------------- clean
+clean:
+	rm -rf _build .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
