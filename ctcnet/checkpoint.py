@@ -1,0 +1,336 @@
+"""Our checkpoint format: saving (atomically), loading, and stripping for release.
+
+A checkpoint is a ``torch.save``-d dict::
+
+    dict(format="ctcnet-checkpoint", version=1,
+         config=CTCNetConfig.to_dict(),      # the model is rebuilt from this
+         model=state_dict,                   # no "module." prefix
+         optimizer=state_dict or None,
+         step=int,                           # number of completed training steps
+         rng=dict(torch=..., numpy=..., python=..., cuda=...),
+         extra=dict(best_psnr=..., ...))
+
+Everything in it is a tensor, a number, a string or a container of those, so it loads with
+``torch.load(weights_only=True)`` (the numpy RNG key is stored as a tensor). Files are written to
+a temporary file in the target folder and renamed over the target (``os.replace``), so a crash
+or ``kill -9`` leaves either the old or the new file, never a truncated one.
+
+:func:`load_model` also accepts the authors' checkpoints (any file without our ``format`` tag),
+which it hands to :func:`ctcnet.official.load_official_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import PRESETS, CTCNet, CTCNetConfig, build_model
+from .official import CheckpointError, load_official_checkpoint
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "CheckpointError",
+    "atomic_torch_save",
+    "default_weights_path",
+    "get_rng_state",
+    "load_model",
+    "model_from_checkpoint",
+    "preset_of",
+    "read_checkpoint",
+    "save_checkpoint",
+    "set_rng_state",
+    "strip_for_release",
+]
+
+FORMAT = "ctcnet-checkpoint"
+VERSION = 1
+_TRAIN_HINT = "train it with scripts/train_reduced.sh (or pass --checkpoint PATH)"
+
+
+def default_weights_path() -> Path:
+    """Path of the committed reduced model: ``ctcnet/weights/ctcnet_reduced_offline.pt``."""
+    return Path(__file__).resolve().parent / "weights" / "ctcnet_reduced_offline.pt"
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state
+# ---------------------------------------------------------------------------------------------
+def get_rng_state() -> dict[str, Any]:
+    """The torch, numpy, python (and CUDA, if available) RNG states as weights-only-safe data."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the states saved by :func:`get_rng_state` (missing parts are left alone)."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        n = state["numpy"]
+        key = n["key"].numpy().astype(np.uint32)
+        np.random.set_state((n["kind"], key, n["pos"], n["has_gauss"], n["gauss"]))
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = list(state["cuda"])[: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------------------------
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _unwrap(model: nn.Module) -> CTCNet:
+    inner = getattr(model, "module", model)  # DistributedDataParallel / DataParallel
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    if not isinstance(inner, CTCNet):
+        raise TypeError(f"expected a CTCNet, got {type(inner).__name__}")
+    return inner
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    extra: Mapping[str, Any] | None = None,
+    rng: bool = True,
+) -> Path:
+    """Write a checkpoint of ``model`` (and ``optimizer``) atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file (its folder is created).
+    model : CTCNet
+        The model; a DDP / DataParallel / compiled wrapper is unwrapped.
+    optimizer : torch.optim.Optimizer, optional
+        Saved so that training can resume.
+    step : int, default 0
+        Number of completed training steps.
+    extra : mapping, optional
+        Anything else (best PSNR, the training config, ...): plain data only.
+    rng : bool, default True
+        Save the RNG states (:func:`get_rng_state`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    net = _unwrap(model)
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    ckpt = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": net.config.to_dict(),
+        "model": state,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": int(step),
+        "rng": get_rng_state() if rng else None,
+        "extra": dict(extra or {}),
+    }
+    return atomic_torch_save(ckpt, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+def read_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` a file (weights only, on the CPU) with a one-line error for bad files."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many exception types for corrupt files
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+
+
+def preset_of(config: CTCNetConfig) -> str:
+    """The name of the preset equal to ``config``, or ``"custom"``."""
+    for name, preset in PRESETS.items():
+        if preset == config:
+            return name
+    return "custom"
+
+
+def _shapes(config: CTCNetConfig) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = CTCNet(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _fits(state: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    return set(state) == set(shapes) and all(tuple(state[k].shape) == shapes[k] for k in shapes)
+
+
+def _mismatch(state: Mapping[str, torch.Tensor], config: CTCNetConfig) -> str | None:
+    """A one-line description of how ``state`` differs from a ``config`` model, or None."""
+    shapes = _shapes(config)
+    missing = [k for k in shapes if k not in state]
+    unexpected = [k for k in state if k not in shapes]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {shapes[k]}"
+        for k in shapes
+        if k in state and tuple(state[k].shape) != shapes[k]
+    ]
+    if not (missing or unexpected or wrong):
+        return None
+
+    def listing(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f", ... {len(items) - 3} more" if len(items) > 3 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({listing(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
+    if wrong:
+        parts.append(f"{len(wrong)} with the wrong shape ({listing(wrong)})")
+    fits = [name for name, cfg in PRESETS.items() if cfg != config and _fits(state, _shapes(cfg))]
+    hint = f"; the weights fit preset {fits[0]!r}" if fits else ""
+    return "; ".join(parts) + hint
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> CTCNet:
+    """Rebuild the model stored in one of our checkpoint dicts (in train mode, on the CPU)."""
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{source} is not a {FORMAT} file")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(
+            f"{source} has format version {ckpt.get('version')!r}; this ctcnet reads {VERSION}"
+        )
+    raw = ckpt.get("config")
+    state = ckpt.get("model")
+    if not isinstance(raw, Mapping) or not isinstance(state, Mapping):
+        raise CheckpointError(f"{source} lacks its 'config' or 'model' entry")
+    try:
+        config = CTCNetConfig(**raw)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source} has an invalid config: {exc}") from None
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(not isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source}: the 'model' entry must hold only tensors")
+    problem = _mismatch(state, config)
+    if problem:
+        raise CheckpointError(
+            f"{source} does not match its config (preset {preset_of(config)!r}): {problem}"
+        )
+    model = CTCNet(config)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_model(
+    path_or_preset: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> CTCNet:
+    """A :class:`CTCNet` in eval mode.
+
+    Parameters
+    ----------
+    path_or_preset : str or os.PathLike, optional
+        One of our checkpoints (``last.pt``, ``best.pt``, a released file: the config is read
+        from the file), an official checkpoint of the authors (recognised by its keys), or a
+        preset name (``official``, ``reduced``, ``tiny``: a freshly initialised model).
+        Default: :func:`default_weights_path`.
+    device : str or torch.device, default "cpu"
+        Where to put the model.
+
+    Returns
+    -------
+    CTCNet
+        The model, in eval mode.
+
+    Raises
+    ------
+    CheckpointError
+        Missing, unreadable or corrupt file, or weights that do not match the config, with a
+        one-line message.
+    """
+    if path_or_preset is None:
+        path = default_weights_path()
+        if not path.is_file():
+            raise CheckpointError(f"no trained weights at {path}: {_TRAIN_HINT}")
+    else:
+        if isinstance(path_or_preset, str) and path_or_preset in PRESETS:
+            if not Path(path_or_preset).exists():
+                return build_model(path_or_preset).to(device).eval()
+        path = Path(path_or_preset)
+    obj = read_checkpoint(path)
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        model = model_from_checkpoint(obj, source=f"checkpoint {path}")
+        return model.to(device).eval()
+    if isinstance(obj, Mapping) and "format" in obj:
+        raise CheckpointError(f"checkpoint {path} has an unknown format {obj['format']!r}")
+    try:
+        return load_official_checkpoint(obj, device=device)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from None
+
+
+def strip_for_release(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Copy a training checkpoint without its optimizer and RNG state (config, model, meta only).
+
+    The result loads with :func:`load_model`; it cannot resume training.
+    """
+    obj = read_checkpoint(src)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {src} is not a {FORMAT} file")
+    model_from_checkpoint(obj, source=f"checkpoint {src}")  # validates config and weights
+    extra = dict(obj.get("extra") or {})
+    release = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": obj["config"],
+        "model": {k: v.contiguous() for k, v in obj["model"].items()},
+        "optimizer": None,
+        "step": obj.get("step", 0),
+        "rng": None,
+        "extra": extra,
+    }
+    return atomic_torch_save(release, dst)
