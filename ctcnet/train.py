@@ -85,7 +85,8 @@ class TrainConfig:
     out : run folder (``last.pt``, ``best.pt``, ``log.csv``, ``config.json``).
     steps : total number of optimizer steps.
     batch_size : global batch size (split across DDP ranks).
-    patch_size : training crop side (multiple of 8, at most ``hr_size``); ``hr_size`` = no crop.
+    patch_size : training crop side (multiple of 8, at most ``hr_size``); ``None`` (default) or
+        ``hr_size`` = whole images, no crop.
     hr_size : side of the HR training images.
     lr, betas, weight_decay : Adam hyper-parameters.
     schedule : ``"constant"`` (reference) or ``"cosine"`` (decay to 0 at ``steps``).
@@ -110,7 +111,7 @@ class TrainConfig:
     out: str = "runs/ctcnet"
     steps: int = 1000
     batch_size: int = 8
-    patch_size: int = 128
+    patch_size: int | None = None
     hr_size: int = 128
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.99)
@@ -257,7 +258,7 @@ def check_config(cfg: TrainConfig) -> None:
         probe = build_model(cfg.preset, **cfg.overrides).config
     except (ValueError, TypeError) as exc:
         raise TrainingError(str(exc)) from None
-    p = cfg.patch_size
+    p = cfg.patch_size or cfg.hr_size
     if p % probe.size_multiple or p > cfg.hr_size or p < probe.min_input_size:
         raise TrainingError(
             f"patch size {p} must be a multiple of {probe.size_multiple} between "
@@ -382,6 +383,7 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
     last_val: dict[str, float] | None = None
     completed, updating = start, False  # steps whose update is fully applied
     per_rank = cfg.batch_size // world
+    patch = cfg.patch_size or cfg.hr_size
     try:
         for step in range(start, cfg.steps):
             lr = _lr_at(cfg, step)
@@ -396,7 +398,7 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
                 if i not in hr_cache:
                     hr_cache[i] = train_set.load_hr(i)
                 rng = random.Random(f"{cfg.seed}-{step}-{slot}")
-                pairs.append(_sample(hr_cache[i], augment, rng, cfg.patch_size, 8))
+                pairs.append(_sample(hr_cache[i], augment, rng, patch, 8))
             x = torch.stack([p[0] for p in pairs]).to(device)
             y = torch.stack([p[1] for p in pairs]).to(device)
 

@@ -1,0 +1,401 @@
+"""The ``ctcnet`` command line: train, eval, upscale, export, data, info.
+
+Every error is one line on stderr (``error: ...``) and exit status 1; success is 0. ``upscale``
+processes all inputs and exits 1 if any of them failed. Ctrl-C during ``train`` saves
+``last.pt`` and exits with 130. Set ``CTCNET_DEBUG=1`` to see full tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+def _check_writable_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Fail early (creating nothing) unless ``path`` is, or can be created as, a writable folder."""
+    p = Path(path).expanduser()
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CLIError(f"cannot write to {what} {p}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write to {what} {p}: {probe} is not writable")
+    return p
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        lowered = {"true": "True", "false": "False"}.get(value.lower(), value)
+        try:
+            out[key] = ast.literal_eval(lowered)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-commands
+# ---------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, check_config, fit
+
+    cfg = TrainConfig(
+        preset=args.preset,
+        overrides=_parse_overrides(args.set),
+        data=args.data,
+        val=args.val,
+        val_limit=args.val_limit,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        hr_size=args.hr_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        precision=args.precision,
+        seed=args.seed,
+        augment=not args.no_augment,
+        reference_init=not args.no_reference_init,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        device=args.device,
+        resume=args.resume,
+        progress=False if args.no_progress else None,
+    )
+    check_config(cfg)
+    if args.data != "offline-faces" and not Path(args.data).is_dir():
+        raise CLIError(f"training data folder not found: {args.data}")
+    if args.val is not None and not Path(args.val).is_dir():
+        raise CLIError(f"validation folder not found: {args.val}")
+    _check_writable_dir(args.out, "run folder")
+    if not args.resume and (Path(args.out) / "last.pt").exists():
+        raise CLIError(f"{args.out} already holds a run: add --resume or choose another --out")
+    try:
+        result = fit(cfg)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: continue with the same command plus --resume (run {args.out})",
+            file=sys.stderr,
+        )
+        return 130
+    best = result["best_psnr"]
+    tail = f", best val PSNR {best:.2f} dB" if best > float("-inf") else ""
+    print(f"trained {result['steps']} steps in {result['seconds']:.0f} s{tail}: {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .data.datasets import FaceSRDataset
+    from .evaluate import evaluate, format_summary
+    from .runtime import pick_device
+
+    if not Path(args.data).is_dir():
+        raise CLIError(f"evaluation folder not found: {args.data}")
+    if args.out is not None:
+        _check_writable_dir(args.out)
+    dataset = FaceSRDataset(args.data)
+    bad = dataset.validate()
+    if bad:
+        raise CLIError(
+            bad[0][1] + (f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else "")
+        )
+    device = pick_device(args.device)
+    model = load_model(args.checkpoint, device=device)
+    df = evaluate(
+        model,
+        dataset,
+        args.protocol,
+        args.out,
+        args.batch_size,
+        device,
+        limit=args.limit,
+        progress=sys.stderr.isatty(),
+    )
+    print(format_summary(df, args.protocol))
+    if args.out is not None:
+        print(f"per-image scores and comparisons: {args.out}")
+    return 0
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .runtime import pick_device
+    from .upscale import upscale_photo
+
+    _check_writable_dir(args.output)
+    model = load_model(args.checkpoint, device=pick_device(args.device))
+    failed = 0
+    for photo in args.photos:
+        try:
+            result = upscale_photo(photo, model, args.output)
+        except (OSError, ValueError) as exc:
+            print(f"error: {photo}: {_one_line(exc)}", file=sys.stderr)
+            failed += 1
+            continue
+        for problem in result.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if result.problems or not result.faces:
+            failed += 1
+        else:
+            print(f"{photo}: {len(result.faces)} face(s) -> {args.output}")
+    return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import strip_for_release
+
+    _check_writable_dir(Path(args.dst).parent)
+    dst = strip_for_release(args.src, args.dst)
+    print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.datasets import prepare_dataset
+
+    if args.source is not None and not Path(args.source).exists():
+        raise CLIError(f"source not found: {args.source}")
+    _check_writable_dir(args.root, "data root")
+    summary = prepare_dataset(
+        args.name,
+        args.root,
+        args.source,
+        download=not args.no_download,
+        progress=sys.stderr.isatty(),
+    )
+    print(f"prepared {args.name} in {Path(args.root) / args.name}")
+    for key in ("written", "skipped", "failed"):
+        if key in summary:
+            print(f"  {key}: {summary[key]}")
+    return 0
+
+
+def cmd_offline_faces(args: argparse.Namespace) -> int:
+    from .data.offline_faces_cli import run_offline_faces
+
+    return run_offline_faces(args)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import __version__
+    from .checkpoint import default_weights_path
+    from .model import PRESETS, CTCNet
+    from .runtime import pick_device
+
+    print(f"ctcnet {__version__} (torch {torch.__version__})")
+    print(f"device: {pick_device(args.device)}")
+    print("presets:")
+    for name, cfg in PRESETS.items():
+        with torch.device("meta"):
+            n = sum(p.numel() for p in CTCNet(cfg).parameters())
+        print(
+            f"  {name:9s} {n:>11,d} parameters, inputs >= {cfg.min_input_size} px, "
+            f"multiples of {cfg.size_multiple}"
+        )
+    weights = default_weights_path()
+    state = "present" if weights.is_file() else "missing (train with scripts/train_reduced.sh)"
+    print(f"default weights: {weights} [{state}]")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``ctcnet`` command."""
+    from .data.offline_faces_cli import add_offline_faces_parser
+    from .metrics import PROTOCOLS
+    from .model import PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="ctcnet",
+        description="CTCNet x8 face super-resolution (16x16 -> 128x128): train, evaluate, upscale.",
+        epilog="Errors are one line on stderr with exit status 1. CTCNET_DEBUG=1 shows tracebacks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model",
+        description=(
+            "Train CTCNet with L1 loss and Adam (spec section 9). Writes OUT/last.pt (every "
+            "--save-every steps and at the end), OUT/best.pt (best validation PSNR), OUT/log.csv. "
+            "Ctrl-C saves last.pt; --resume continues exactly where it stopped. Under torchrun the "
+            "batch is split over the ranks."
+        ),
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a CTCNetConfig field, e.g. --set use_fsau=false (repeatable)",
+    )
+    p.add_argument(
+        "--data",
+        default="offline-faces",
+        help="training folder of HR faces, or 'offline-faces' (default)",
+    )
+    p.add_argument(
+        "--val",
+        default=None,
+        help="validation folder (default for offline-faces: its test split; otherwise none)",
+    )
+    p.add_argument("--val-limit", type=int, default=0, help="validate on at most N images")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    p.add_argument("--steps", type=_positive, default=1000)
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument(
+        "--patch-size",
+        type=_positive,
+        default=None,
+        help="train on random PxP crops (multiple of 8; default: whole faces, no crop)",
+    )
+    p.add_argument(
+        "--hr-size", type=_positive, default=128, help="side of the HR faces (default 128)"
+    )
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at end)")
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-augment", action="store_true", help="no flip / random-resized crop")
+    p.add_argument(
+        "--no-reference-init",
+        action="store_true",
+        help="PyTorch default init instead of N(0, 0.02)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM of a model vs bicubic on a folder",
+        description=(
+            "Degrade every HR face of DATA to 16x16, super-resolve it and print mean PSNR/SSIM of "
+            "the model and of bicubic. --out also writes per_image.csv, sr/ and compare/ images."
+        ),
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="our .pt, the authors' .pth, or a preset name (default: shipped weights)",
+    )
+    p.add_argument("--data", required=True, help="folder of HR faces (128x128)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="ctcnet")
+    p.add_argument("--out", default=None, help="folder for the CSV and comparison images")
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "upscale",
+        help="super-resolve the faces in photos",
+        description=(
+            "Detect faces (OpenCV Haar), reduce each to 16x16 and super-resolve it x8. Images of at "
+            "most 32 px are treated as one tiny face. All inputs are processed; the exit status is "
+            "0 only if every input succeeded, 1 if any failed."
+        ),
+    )
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped reduced weights")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser(
+        "export",
+        help="strip a training checkpoint for release",
+        description="Copy SRC without optimizer/RNG state to DST.",
+    )
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("data", help="build or prepare datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATASET")
+    add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
+    q = data_sub.add_parser(
+        "prepare",
+        help="crop CelebA / FFHQ thumbnails / Helen to 128x128",
+        description="Write ROOT/NAME/{train,test}/*.png (resumable).",
+    )
+    q.add_argument("name", choices=["celeba", "ffhq-thumbnails", "helen"])
+    q.add_argument("--root", required=True)
+    q.add_argument("--source", default=None, help="a manually downloaded folder or zip")
+    q.add_argument("--no-download", action="store_true")
+    q.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("info", help="version, presets, device")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .data.degradation import ImageReadError
+    from .train import TrainingError
+
+    try:
+        return int(args.func(args) or 0)
+    except (
+        CLIError,
+        CheckpointError,
+        ImageReadError,
+        TrainingError,
+        ValueError,
+        OSError,
+        RuntimeError,
+    ) as exc:
+        if os.environ.get("CTCNET_DEBUG"):
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

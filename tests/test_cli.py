@@ -1,0 +1,268 @@
+"""Tests for the ``ctcnet`` command line: success paths and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ctcnet import build_model
+from ctcnet.checkpoint import load_model, save_checkpoint
+from ctcnet.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def faces(folder: Path, n: int = 2, size: int = 128) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        base = np.kron(rng.normal(0, 40, (size // 16, size // 16, 3)), np.ones((16, 16, 1)))
+        Image.fromarray(np.clip(base + 128, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, pattern: str) -> None:
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and pattern in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------------------- info / help
+def test_info_and_help(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and "reduced" in out and "parameters" in out and "device: cpu" in out
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "upscale" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ctcnet", "eval", "--data", "/nonexistent", "--checkpoint", "x"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: evaluation folder not found: /nonexistent"
+
+
+# ---------------------------------------------------------------------------- train
+def test_train_runs_and_resumes(tmp_path, capsys):
+    data = faces(tmp_path / "d", n=2, size=32)
+    args = ["train", "--preset", "tiny", "--data", data, "--val", data, "--hr-size", "32"]
+    args += ["--steps", "2", "--batch-size", "2", "--device", "cpu", "--out", tmp_path / "r"]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert "trained 2 steps" in out and (tmp_path / "r" / "best.pt").is_file()
+    code, _, err = run(capsys, *args)  # a second run into the same folder needs --resume
+    assert_one_line_error(code, err, "add --resume")
+    code, out, err = run(capsys, *args[:-4], "--steps", "3", "--out", tmp_path / "r", "--resume")
+    assert code == 0, err
+
+
+def test_train_bad_inputs(tmp_path, capsys):
+    data = faces(tmp_path / "d", n=1, size=32)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    base = ["train", "--preset", "tiny", "--hr-size", "32", "--steps", "1", "--device", "cpu"]
+    cases = [
+        (["--data", tmp_path / "missing", "--out", tmp_path / "o"], "not found"),
+        (["--data", tmp_path / "empty", "--out", tmp_path / "o"], "no images"),
+        (["--data", data, "--out", tmp_path / "file" / "run"], "cannot write to run folder"),
+        (["--data", data, "--out", tmp_path / "o", "--patch-size", "20"], "patch size 20"),
+        (["--data", data, "--out", tmp_path / "o", "--set", "nonsense=1"], "nonsense"),
+        (["--data", data, "--out", tmp_path / "o", "--resume"], "cannot resume"),
+    ]
+    for extra, pattern in cases:
+        code, _, err = run(capsys, *base, *extra)
+        assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------- eval
+def test_eval_prints_table_and_writes_outputs(tmp_path, tiny_ckpt, capsys):
+    data = faces(tmp_path / "d")
+    code, out, err = run(
+        capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data, "--out", tmp_path / "e"
+    )
+    assert code == 0, err
+    assert "bicubic" in out and "model" in out and "PSNR" in out and "2 images" in out
+    csv = (tmp_path / "e" / "per_image.csv").read_text().splitlines()
+    assert csv[0] == "name,psnr,ssim,bicubic_psnr,bicubic_ssim" and len(csv) == 3
+    strip = Image.open(tmp_path / "e" / "compare" / "0.png")
+    assert strip.size[0] == 4 * 128 and strip.size[1] > 128  # four panels + caption row
+    assert Image.open(tmp_path / "e" / "sr" / "1.png").size == (128, 128)
+    code, out, _ = run(
+        capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data, "--protocol", "dic"
+    )
+    assert code == 0 and "'dic'" in out
+
+
+def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
+    data = faces(tmp_path / "d")
+    bad = faces(tmp_path / "bad", n=1)
+    (bad / "broken.png").write_bytes((data / "0.png").read_bytes()[:200])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    other = torch.load(tiny_ckpt, weights_only=True)
+    other["model"] = build_model("reduced").state_dict()
+    torch.save(other, tmp_path / "other.pt")
+    missing = torch.load(tiny_ckpt, weights_only=True)
+    del missing["model"]["tail.bias"]
+    torch.save(missing, tmp_path / "missing.pt")
+    (tmp_path / "file").write_text("x")
+    cases = [
+        ([tmp_path / "nope.pt", data], [], "checkpoint not found"),
+        ([tmp_path / "junk.pt", data], [], "cannot read checkpoint"),
+        ([tmp_path / "other.pt", data], [], "fit preset 'reduced'"),
+        ([tmp_path / "missing.pt", data], [], "1 missing (tail.bias)"),
+        ([tiny_ckpt, tmp_path / "nowhere"], [], "evaluation folder not found"),
+        ([tiny_ckpt, tmp_path / "empty"], [], "no images"),
+        ([tiny_ckpt, bad], [], "broken.png"),
+        ([tiny_ckpt, data], ["--out", tmp_path / "file" / "x"], "cannot write to output folder"),
+    ]
+    for (ckpt, folder), extra, pattern in cases:
+        out_dir = tmp_path / "e"
+        argv = ["eval", "--checkpoint", ckpt, "--data", folder, "--out", out_dir, *extra]
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, pattern)
+        assert not out_dir.exists()  # nothing half-written
+
+
+# ---------------------------------------------------------------------------- upscale
+def test_upscale_mixed_inputs(tmp_path, tiny_ckpt, capsys):
+    skimage_data = pytest.importorskip("skimage.data")
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astro.png")
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(tmp_path / "wall.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out
+    )
+    assert code == 0, err
+    assert "1 face(s)" in stdout and (out / "astro_face0_sr.png").is_file()
+    inputs = [tmp_path / n for n in ("wall.png", "notes.png", "missing.png", "astro.png")]
+    code, stdout, err = run(capsys, "upscale", *inputs, "--checkpoint", tiny_ckpt, "-o", out)
+    assert code == 1  # some inputs failed, the good one was still processed
+    lines = err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert "no face found" in lines[0] and "not a recognised image" in lines[1]
+    assert "file not found" in lines[2] and "astro.png: 1 face(s)" in stdout
+
+
+def test_upscale_bad_setup(tmp_path, tiny_ckpt, capsys):
+    (tmp_path / "file").write_text("x")
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    code, _, err = run(
+        capsys,
+        "upscale",
+        tmp_path / "a.png",
+        "--checkpoint",
+        tiny_ckpt,
+        "-o",
+        tmp_path / "file" / "out",
+    )
+    assert_one_line_error(code, err, "cannot write to output folder")
+    code, _, err = run(
+        capsys,
+        "upscale",
+        tmp_path / "a.png",
+        "--checkpoint",
+        tmp_path / "none.pt",
+        "-o",
+        tmp_path / "out",
+    )
+    assert_one_line_error(code, err, "checkpoint not found")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- export / data
+def test_export_strips_the_optimizer(tmp_path, capsys):
+    data = faces(tmp_path / "d", n=2, size=32)
+    argv = [
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        data,
+        "--hr-size",
+        "32",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "r",
+    ]
+    assert run(capsys, *argv)[0] == 0
+    code, out, err = run(capsys, "export", tmp_path / "r" / "last.pt", tmp_path / "w" / "m.pt")
+    assert code == 0, err
+    assert load_model(tmp_path / "w" / "m.pt").config.base_width == 8
+    code, _, err = run(capsys, "export", tmp_path / "nope.pt", tmp_path / "w" / "n.pt")
+    assert_one_line_error(code, err, "checkpoint not found")
+    assert not (tmp_path / "w" / "n.pt").exists()
+
+
+def test_data_prepare_bad_inputs(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(
+        capsys,
+        "data",
+        "prepare",
+        "celeba",
+        "--root",
+        tmp_path / "r",
+        "--source",
+        tmp_path / "missing",
+    )
+    assert_one_line_error(code, err, "source not found")
+    (tmp_path / "src").mkdir()
+    code, _, err = run(
+        capsys,
+        "data",
+        "prepare",
+        "helen",
+        "--root",
+        tmp_path / "file" / "r",
+        "--source",
+        tmp_path / "src",
+    )
+    assert_one_line_error(code, err, "cannot write to data root")
+
+
+def test_data_offline_faces_is_wired(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["data", "offline-faces", "--help"])
+    assert info.value.code == 0
+    assert "--root" in capsys.readouterr().out
