@@ -389,10 +389,14 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
+        # Same function as ``(x - mean) / sqrt(var + eps) * weight + bias`` per pixel, computed by
+        # one fused ``F.layer_norm`` over the channels-last view: faster, and autograd keeps only
+        # the input and per-pixel statistics instead of several full-size intermediates
+        # (benchmarks/RESULTS.md, "Model speed and memory").
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        y = y.permute(0, 3, 1, 2)
+        return y if channels_last else y.contiguous()
 
 
 class MDTA(nn.Module):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Iterator
+import types
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from torch.utils.checkpoint import checkpoint
 
 from .model import FSAU, MDTA, CTCNet, HourglassConv
 
@@ -19,6 +22,8 @@ __all__ = [
     "optimize_for_inference",
     "attention_maps",
     "fold_batchnorm",
+    "enable_checkpointing",
+    "disable_checkpointing",
 ]
 
 
@@ -108,6 +113,70 @@ def optimize_for_inference(model: CTCNet, channels_last: bool | None = None) -> 
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     return fast
+
+
+@contextlib.contextmanager
+def _keep_norm_buffers(module: nn.Module) -> Iterator[None]:
+    # The recomputation in the backward pass must not update BatchNorm running statistics a
+    # second time (in train mode BatchNorm normalises with batch statistics, so the recomputed
+    # values are the same either way).
+    saved = [
+        (buf, buf.clone())
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for buf in m.buffers()
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
+def _checkpointed_forward(self, *args, **kwargs):
+    if torch.is_grad_enabled():
+        return checkpoint(
+            type(self).forward,
+            self,
+            *args,
+            use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), _keep_norm_buffers(self)),
+            **kwargs,
+        )
+    return type(self).forward(self, *args, **kwargs)
+
+
+def enable_checkpointing(
+    model: nn.Module, modules: Iterable[str] = ("TransformerBlock", "FSAU")
+) -> list[str]:
+    """Activation checkpointing for training with less memory: every submodule whose class name is
+    in ``modules`` (e.g. ``"TransformerBlock"``, ``"FSAU"``, ``"LocalBlock"``, ``"GDFN"``) keeps
+    only its input during the forward pass and recomputes its intermediates in the backward pass
+    (``torch.utils.checkpoint``, non-reentrant). Same function, same parameters and state_dict
+    keys; it only costs the recomputation (measured in ``benchmarks/RESULTS.md``). Only active
+    while autograd records; inference is unaffected. Returns the names of the wrapped modules.
+    Undo with :func:`disable_checkpointing`."""
+    wanted = set(modules)
+    known = {type(m).__name__ for m in model.modules()}
+    unknown = wanted - known
+    if unknown:
+        raise ValueError(f"no module of class {sorted(unknown)} in this model; have {sorted(known)}")
+    wrapped = []
+    for name, module in model.named_modules():
+        if type(module).__name__ in wanted:
+            # An instance attribute, so parameters and state_dict keys are untouched and
+            # copy.deepcopy rebinds it to the copy.
+            module.forward = types.MethodType(_checkpointed_forward, module)
+            wrapped.append(name)
+    return wrapped
+
+
+def disable_checkpointing(model: nn.Module) -> None:
+    """Remove what :func:`enable_checkpointing` added."""
+    for module in model.modules():
+        if "forward" in module.__dict__:
+            del module.forward
 
 
 @contextlib.contextmanager
