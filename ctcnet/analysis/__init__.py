@@ -1,0 +1,63 @@
+"""Analysis tools for CTCNet: cost (parameters, FLOPs under three conventions, scaling,
+timing), receptive fields (theoretical and effective), attributions (LAM and captum) and
+attention maps, with matplotlib figures for the book.
+
+The submodules import pandas (and captum/matplotlib where needed), the ``analysis`` extra of the
+package; ``import ctcnet`` alone does not need them.
+"""
+
+from .attention import attention_stats, fsau_maps, mdta_matrices
+from .attribution import (
+    BicubicUpsample,
+    LAMResult,
+    captum_attributions,
+    diffusion_index,
+    gini,
+    lam,
+    window_objective,
+)
+from .cost import (
+    compare_conventions,
+    count_flops,
+    count_params,
+    flops_by_module,
+    fvcore_style_macs,
+    mdta_flops,
+    profile_modules,
+    scaling_table,
+    spatial_attention_flops,
+    thop_style_flops,
+)
+from .receptive_field import (
+    ERFResult,
+    effective_receptive_field,
+    erf_radius,
+    theoretical_receptive_field,
+)
+
+__all__ = [
+    "count_params",
+    "count_flops",
+    "flops_by_module",
+    "thop_style_flops",
+    "fvcore_style_macs",
+    "compare_conventions",
+    "scaling_table",
+    "mdta_flops",
+    "spatial_attention_flops",
+    "profile_modules",
+    "theoretical_receptive_field",
+    "effective_receptive_field",
+    "erf_radius",
+    "ERFResult",
+    "lam",
+    "LAMResult",
+    "gini",
+    "diffusion_index",
+    "window_objective",
+    "BicubicUpsample",
+    "captum_attributions",
+    "fsau_maps",
+    "mdta_matrices",
+    "attention_stats",
+]
