@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .model import CTCNet, CTCNetConfig, PRESETS
+from .model import PRESETS, CTCNet, CTCNetConfig
 
 __all__ = [
     "CheckpointError",
