@@ -16,7 +16,7 @@ import torch
 
 from .runtime import pick_device
 
-__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model"]
+__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model", "glue"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,15 @@ def trained_model(device: str | torch.device | None = None):
     from .checkpoint import default_weights_path, load_model
 
     return load_model(default_weights_path(), device=device or pick_device())
+
+
+def glue(name: str, value, display: bool = False):
+    """Record ``value`` for ``{glue:text}`name``` in the chapter's prose (myst-nb's glue, when
+    the book is being built; on Colab, where myst-nb is absent, the value is returned unchanged).
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    _glue(name, value, display=display)
+    return value
