@@ -191,8 +191,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_offline_faces(args: argparse.Namespace) -> int:
-    from .data.offline_faces_cli import run_offline_faces
-
+    try:
+        from .data.offline_faces_cli import run_offline_faces
+    except ImportError as exc:
+        raise CLIError(f"the offline face builder is not available: {exc}") from None
     return run_offline_faces(args)
 
 
@@ -232,7 +234,6 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``ctcnet`` command."""
-    from .data.offline_faces_cli import add_offline_faces_parser
     from .metrics import PROTOCOLS
     from .model import PRESETS
 
@@ -349,7 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="build or prepare datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATASET")
-    add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
+    try:
+        from .data.offline_faces_cli import add_offline_faces_parser
+
+        add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
+    except ImportError:  # the offline face builder is not installed: say so when it is used
+        q = data_sub.add_parser("offline-faces", help="build the offline face set")
+        q.add_argument("--root", default=None)
+        q.set_defaults(func=cmd_offline_faces)
     q = data_sub.add_parser(
         "prepare",
         help="crop CelebA / FFHQ thumbnails / Helen to 128x128",

@@ -255,7 +255,8 @@ def check_config(cfg: TrainConfig) -> None:
     if not (cfg.lr > 0):
         raise TrainingError(f"lr must be positive, got {cfg.lr}")
     try:
-        probe = build_model(cfg.preset, **cfg.overrides).config
+        with torch.device("meta"):  # the config only: no memory, no initialisation
+            probe = build_model(cfg.preset, **cfg.overrides).config
     except (ValueError, TypeError) as exc:
         raise TrainingError(str(exc)) from None
     p = cfg.patch_size or cfg.hr_size
