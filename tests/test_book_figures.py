@@ -1,0 +1,50 @@
+"""Tests for ctcnet.book_figures: traced shapes, call counts, the data-flow drawing."""
+
+import matplotlib
+import pytest
+import torch
+
+from ctcnet import build_model
+from ctcnet.book_figures import count_calls, draw_dataflow, trace_units
+
+matplotlib.use("Agg")
+
+
+def test_trace_shapes_tiny():
+    model = build_model("tiny")
+    c1, c2, c3 = model.config.widths
+    trace = {t.path: t for t in trace_units(model, size=64)}
+    assert list(trace)[0] == "head" and list(trace)[-1] == "tail"
+    assert trace["head"].out_shape == (1, c1, 64, 64)
+    assert trace["encoder.2"].out_shape == (1, c3, 16, 16)
+    assert trace["downsample.2"].out_shape == (1, c3, 8, 8)
+    assert trace["bottleneck.0"].out_shape == (1, c3, 8, 8)
+    # MFFU at H/4 receives [up, E3, down(E2), down(down(E1))]
+    assert trace["fusion.0"].in_shapes == ((1, c3, 16, 16), (1, c3, 16, 16), (1, c2, 16, 16),
+                                          (1, c1, 16, 16))
+    assert trace["fusion.2"].out_shape == (1, c1, 64, 64)
+    assert trace["tail"].out_shape == (1, 3, 64, 64)
+    assert sum(t.kind == "LGCM" for t in trace.values()) == 6
+
+
+def test_trace_without_mffu_and_batch():
+    model = build_model("tiny", use_mffu=False)
+    trace = trace_units(model, size=64, batch=2)
+    assert not any(t.kind == "MFFU" for t in trace)
+    assert all(t.out_shape[0] == 2 for t in trace)
+
+
+def test_count_calls_shared_resamplers():
+    calls = count_calls(build_model("tiny").eval(), torch.zeros(1, 3, 64, 64))
+    assert calls["resampler.e1_down"] == 3
+    assert calls["resampler.e3_up2"] == 2
+    assert calls["resampler.e2_down"] == 1
+    assert calls["head"] == 1
+
+
+@pytest.mark.parametrize("mffu", [True, False])
+def test_draw_dataflow(mffu):
+    fig = draw_dataflow(build_model("tiny", use_mffu=mffu), size=64)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "8x64x64" in texts and "3x64x64" in texts
+    matplotlib.pyplot.close(fig)
