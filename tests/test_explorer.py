@@ -1,0 +1,63 @@
+"""Tests of ctcnet.explorer: the widgets build headless and every update draws a figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import ctcnet  # noqa: E402
+from ctcnet.explorer import Explorer, build_explorer, module_choices, render  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ctcnet.build_model("tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    rng = np.random.default_rng(0)
+    return [(f"face{i}", rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)) for i in range(2)]
+
+
+def test_module_choices_lists_fsau_and_mdta_heads(model):
+    names = module_choices(model)
+    assert names[0] == "encoder.0.fsau"
+    assert any(n.endswith("fsau") and n.startswith("bottleneck") for n in names)
+    heads = [n for n in names if " / head " in n]
+    # tiny: (1,1,1) + (1,1,1) blocks with (1,1,2) heads -> 2 blocks at the last width
+    assert len(heads) == sum(cfg * h for cfg, h in zip((2, 2, 2), (1, 1, 2)))
+
+
+def test_render_fsau_and_mdta(model, faces):
+    ex = Explorer(model, faces, lam_steps=2)
+    fig = render(ex, 1, "encoder.0.fsau", (200, -5, 16), show_lam=False)  # window clipped
+    assert len(fig.axes) >= 3
+    plt.close(fig)
+    mdta = next(n for n in ex.modules if " / head " in n)
+    fig = ex.figure(0, mdta, (26, 36, 16), show_lam=True)
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "MDTA" in titles and "LAM" in titles
+    plt.close(fig)
+    assert len(ex._lam) == 1
+    with pytest.raises(ValueError):
+        render(ex, 0, "no.such.module")
+
+
+def test_build_explorer_headless_update(model, faces):
+    pytest.importorskip("ipywidgets")
+    ex = build_explorer(model, faces, lam_steps=2, show_lam=False)
+    assert ex.widget is not None
+    fig = ex.update()
+    assert fig is ex.last_figure and len(fig.axes) >= 3
+    ex.controls["face"].value = 1  # an observed change redraws
+    assert ex.last_figure is not fig
+    ex.controls["lam"].value = True
+    assert any("LAM" in ax.get_title() for ax in ex.last_figure.axes)
