@@ -33,7 +33,12 @@ import torch
 from torch import nn
 
 from .model import PRESETS, CTCNet, CTCNetConfig, build_model
-from .official import CheckpointError, load_official_checkpoint
+from .official import (
+    CheckpointError,
+    describe_key_problems,
+    load_official_checkpoint,
+    state_dict_shapes,
+)
 
 __all__ = [
     "FORMAT",
@@ -198,19 +203,13 @@ def preset_of(config: CTCNetConfig) -> str:
     return "custom"
 
 
-def _shapes(config: CTCNetConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = CTCNet(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
 def _fits(state: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...]]) -> bool:
     return set(state) == set(shapes) and all(tuple(state[k].shape) == shapes[k] for k in shapes)
 
 
 def _mismatch(state: Mapping[str, torch.Tensor], config: CTCNetConfig) -> str | None:
     """A one-line description of how ``state`` differs from a ``config`` model, or None."""
-    shapes = _shapes(config)
+    shapes = state_dict_shapes(config)
     missing = [k for k in shapes if k not in state]
     unexpected = [k for k in state if k not in shapes]
     wrong = [
@@ -220,20 +219,9 @@ def _mismatch(state: Mapping[str, torch.Tensor], config: CTCNetConfig) -> str | 
     ]
     if not (missing or unexpected or wrong):
         return None
-
-    def listing(items: list[str]) -> str:
-        return ", ".join(items[:3]) + (f", ... {len(items) - 3} more" if len(items) > 3 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({listing(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
-    if wrong:
-        parts.append(f"{len(wrong)} with the wrong shape ({listing(wrong)})")
-    fits = [name for name, cfg in PRESETS.items() if cfg != config and _fits(state, _shapes(cfg))]
+    fits = [name for name, cfg in PRESETS.items() if cfg != config and _fits(state, state_dict_shapes(cfg))]
     hint = f"; the weights fit preset {fits[0]!r}" if fits else ""
-    return "; ".join(parts) + hint
+    return describe_key_problems(missing, unexpected, wrong) + hint
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -> CTCNet:

@@ -269,9 +269,21 @@ def _read_state_dict(source) -> dict[str, torch.Tensor]:
     return state
 
 
-def _listing(items: list[str], limit: int = 4) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
+def describe_key_problems(missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
+    """One line such as ``2 missing (a, b); 1 with the wrong shape (c (1,) != (2,))``."""
+
+    def listing(items: list[str], limit: int = 4) -> str:
+        shown = ", ".join(items[:limit])
+        return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({listing(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
+    if misshaped:
+        parts.append(f"{len(misshaped)} with the wrong shape ({listing(misshaped)})")
+    return "; ".join(parts)
 
 
 def official_to_ours(
@@ -285,7 +297,7 @@ def official_to_ours(
     cfg = config or PRESETS["official"]
     state = _read_state_dict(state_dict)
     layout = official_layout(cfg)
-    expected = _shapes(cfg)
+    expected = state_dict_shapes(cfg)
     missing, misshaped, ours = [], [], OrderedDict()
     known = set()
     for entry in layout:
@@ -302,21 +314,16 @@ def official_to_ours(
             ours[entry.ours] = tensor
     unexpected = [k for k in state if k not in known]
     if missing or misshaped or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_listing(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_listing(unexpected)})")
-        if misshaped:
-            parts.append(f"{len(misshaped)} with the wrong shape ({_listing(misshaped)})")
-        raise CheckpointError("not a CTCNet reference checkpoint: " + "; ".join(parts))
+        problems = describe_key_problems(missing, unexpected, misshaped)
+        raise CheckpointError(f"not a CTCNet reference checkpoint: {problems}")
     return ours
 
 
-def _shapes(cfg: CTCNetConfig) -> dict[str, torch.Size]:
+def state_dict_shapes(cfg: CTCNetConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every entry of our state dict for ``cfg``."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         model = CTCNet(cfg)
-    return {k: v.shape for k, v in model.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def load_official_checkpoint(path_or_state_dict, device: str | torch.device = "cpu") -> CTCNet:
