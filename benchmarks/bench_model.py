@@ -283,9 +283,11 @@ def scenario_infer(args, peak: float | None) -> None:
                 tgt = f"≥{target}× ({spec[0] / target:.3f} s): {'met' if ok else 'MISSED'}"
             pct = f"{100 * gflops / peak:.0f}%" if peak else "–"
             print(f"| {batch} | {variant} | {len(times)} | {m:.3f} | {min(times):.3f} | {m / batch:.3f} |"
-                  f" {ref_med / m:.2f}× | {vs_spec} | {tgt} | {gflops:.0f} | {pct} | {fmt_load(res['load'])} |")
+                  f" {ref_med / m:.2f}× | {vs_spec} | {tgt} | {gflops:.0f} | {pct} |"
+                  f" {fmt_load(res['load'])} |")
         if "opt+compile" in res["first"]:
-            print(f"\nbatch {batch}: first call of `opt+compile` (compilation) took {res['first']['opt+compile']:.1f} s.")
+            first = res["first"]["opt+compile"]
+            print(f"\nbatch {batch}: first call of `opt+compile` (compilation) took {first:.1f} s.")
     print("\nPeak RSS of each of these processes (all variants loaded at once):",
           ", ".join(f"batch {b}: {r['rss']:.0f} MiB" for b, r in rows),
           f"(after `import torch`: {rows[0][1]['rss_import']:.0f} MiB, after building the model:"
@@ -338,7 +340,8 @@ def scenario_scale(args) -> None:
     runs = 2 if args.quick else 3
     print("\n### Scaling with image size and batch (one process per row)\n")
     print(f"Inference: `opt` (optimize_for_inference, inference_mode), 3 warm-ups, {runs} runs."
-          f" Training (with `--scale-train`): variant `{args.scale_train_variant}`, 1 warm-up, 2 steps. Pixels are relative"
+          f" Training (with `--scale-train`): variant `{args.scale_train_variant}`, 1 warm-up, 2 steps."
+          " Pixels are relative"
           " to 128x128 batch 1.\n")
     print("| mode | batch | size | pixels (rel.) | median s | s per 128² image-equivalent | peak RSS MiB |"
           " RSS − model MiB | load avg |")
@@ -352,7 +355,9 @@ def scenario_scale(args) -> None:
         m = med(r["times"]["opt"])
         print(f"| infer | {batch} | {size} | {rel:.2f} | {m:.3f} | {m / rel:.3f} | {r['rss']:.0f} |"
               f" {r['rss'] - r['rss_model']:.0f} | {fmt_load(r['load'])} |")
-    tcases = ([(1, s) for s in sizes] + [(b, 128) for b in batches if b in (2, 4)]) if args.scale_train else []
+    tcases = []
+    if args.scale_train:
+        tcases = [(1, s) for s in sizes] + [(b, 128) for b in batches if b in (2, 4)]
     for batch, size in tcases:
         r = run_job({"kind": "train", "threads": args.threads, "batch": batch, "size": size,
                      "variant": TRAIN_VARIANTS[args.scale_train_variant], "warmup": 1,

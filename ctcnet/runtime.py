@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from torch.utils.checkpoint import checkpoint
 
 from .model import FSAU, MDTA, CTCNet, HourglassConv
