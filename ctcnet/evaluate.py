@@ -9,7 +9,6 @@ scores of the bicubic input itself as the baseline.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from ._atomic import atomic_write
 from .data.datasets import FaceSRDataset
 from .data.degradation import to_uint8
 from .metrics import PROTOCOLS, psnr, ssim
@@ -31,30 +31,16 @@ COLUMNS = ("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
 
 def save_png_atomic(img: Image.Image | np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Save a PNG via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as f:
+        img.save(f, format="PNG")
+    return Path(path)
 
 
 def _save_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False, float_format="%.4f")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", newline="") as f:
+        df.to_csv(f, index=False, float_format="%.4f")
 
 
 def comparison_strip(

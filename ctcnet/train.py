@@ -47,6 +47,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._atomic import atomic_write
 from .checkpoint import (
     CheckpointError,
     model_from_checkpoint,
@@ -492,9 +493,8 @@ def _json(obj: Any) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def _prepare_log(path: Path, keep_until: int) -> None:
@@ -503,12 +503,10 @@ def _prepare_log(path: Path, keep_until: int) -> None:
     if keep_until >= 0 and path.is_file():
         with path.open(newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= keep_until]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         w.writeheader()
         w.writerows({k: r.get(k, "") for k in LOG_FIELDS} for r in rows)
-    os.replace(tmp, path)
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:

@@ -36,6 +36,8 @@ from ctcnet.data.degradation import (
     to_tensor,
 )
 
+from .._atomic import atomic_write
+
 __all__ = [
     "CELEBA_FACE_BOX",
     "DatasetUnavailableError",
@@ -649,9 +651,8 @@ def _crop_fn(name: str, size: int) -> Callable[[Image.Image], Image.Image]:
 
 
 def _atomic_save_png(img: Image.Image, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.part")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, dest)
+    with atomic_write(dest) as f:
+        img.save(f, format="PNG")
 
 
 def _iter_unique(entries: list[_Entry], split: str) -> Iterator[_Entry]:
@@ -808,9 +809,8 @@ def prepare_dataset(
         }
     manifest = {k: v for k, v in summary.items() if k != "failed_inputs"}
     manifest["n_failed_inputs"] = len(summary["failed_inputs"])
-    tmp = out / ".manifest.json.part"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / "manifest.json")
+    with atomic_write(out / "manifest.json", "w") as f:
+        f.write(json.dumps(manifest, indent=2))
     return summary
 
 

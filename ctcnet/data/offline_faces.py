@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_write
+
 __all__ = [
     "ChecksumError",
     "ManifestError",
@@ -391,29 +393,15 @@ def face_fingerprint(face: Mapping[str, Any], size: int) -> str:
 
 def _write_png_atomic(image: Image.Image, target: Path, fingerprint: str = "") -> None:
     """Write ``image`` as PNG to a temporary file next to ``target``, then rename it."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
     info = PngImagePlugin.PngInfo()
     info.add_text(_PNG_KEY, fingerprint)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=info)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(target) as fh:
+        image.save(fh, format="PNG", pnginfo=info)
 
 
 def _write_text_atomic(text: str, target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _is_valid_png(path: Path, size: int, fingerprint: str | None = None) -> bool:
