@@ -22,16 +22,6 @@ from ctcnet.analysis import attribution, cost
 from ctcnet.model import MDTA, ChannelAttention
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models here are tiny: one thread is faster, and immune to OpenMP thrashing when
-    other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)

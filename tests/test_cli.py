@@ -18,14 +18,6 @@ from ctcnet.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def faces(folder: Path, n: int = 2, size: int = 128) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)

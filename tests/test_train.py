@@ -41,14 +41,6 @@ def make_faces(folder: Path, n: int = 4, size: int = 32, seed: int = 0) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def faces(tmp_path) -> Path:
     return make_faces(tmp_path / "faces")

@@ -13,14 +13,6 @@ from ctcnet.upscale import crop_reflect, detect_faces, square_box, upscale_photo
 skimage_data = pytest.importorskip("skimage.data")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the CI machine has 2 shared cores: avoid OpenMP oversubscription
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
