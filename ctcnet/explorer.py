@@ -19,6 +19,7 @@ Example (in a notebook)::
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -200,7 +201,7 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
     is the most recent figure.
     """
     import ipywidgets as widgets
-    from IPython.display import display
+    from IPython.display import Image
 
     ex = Explorer(model, list(faces), lam_steps)
     side = ex.faces[0][1].shape[0]
@@ -222,9 +223,13 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
         c = {k: w.value for k, w in controls.items()}
         fig = render(ex, c["face"], c["module"], (c["top"], c["left"], c["size"]), c["lam"])
         ex.last_figure = fig
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+        # Replace the Output widget's content by setting its state, not with ``with output:``:
+        # output capture depends on the frontend (or nbclient) routing messages by id, and a
+        # redraw during a notebook's headless execution must not depend on that.
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=80, bbox_inches="tight")
+        output.outputs = ()
+        output.append_display_data(Image(data=png.getvalue(), format="png"))
         plt.close(fig)
         return fig
 

@@ -57,6 +57,8 @@ def test_build_explorer_headless_update(model, faces):
     assert ex.widget is not None
     fig = ex.update()
     assert fig is ex.last_figure and len(fig.axes) >= 3
+    shown = ex.widget.children[-1].outputs  # the Output widget holds exactly the new figure
+    assert len(shown) == 1 and "image/png" in shown[0]["data"]
     ex.controls["face"].value = 1  # an observed change redraws
     assert ex.last_figure is not fig
     ex.controls["lam"].value = True
