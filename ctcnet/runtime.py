@@ -208,9 +208,15 @@ def attention_maps(
 
     ``maps`` is keyed by module path: FSAU spatial maps ``(N, 1, H, W)`` in ``(0, 1)`` (e.g.
     ``"encoder.0.fsau"``) and MDTA channel-attention matrices ``(N, heads, C/h, C/h)`` whose
-    rows sum to 1 (e.g. ``"decoder.2.transformer.0.attn"``). Nothing is stored on the modules:
-    temporary hooks are removed before returning.
+    rows sum to 1 (e.g. ``"decoder.2.transformer.0.attn"``). The model runs in eval mode (so
+    BatchNorm uses, and does not update, its running statistics) and is returned to its previous
+    mode. Nothing is stored on the modules: temporary hooks are removed before returning.
     """
-    with _taps(model, fsau, mdta) as found, torch.no_grad():
-        output = model(x)
+    was_training = model.training
+    model.eval()
+    try:
+        with _taps(model, fsau, mdta) as found, torch.no_grad():
+            output = model(x)
+    finally:
+        model.train(was_training)
     return output, dict(found)

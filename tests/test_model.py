@@ -179,6 +179,14 @@ def test_attention_maps_are_returned_not_stored():
     assert all(not m._forward_hooks for m in model.modules())
 
 
+def test_attention_maps_leave_a_training_model_untouched():
+    model = ctcnet.build_model("tiny").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ctcnet.attention_maps(model, torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_forward_compiles_without_graph_breaks():
     model = ctcnet.build_model("tiny").eval()
     explanation = torch._dynamo.explain(model)(torch.rand(1, 3, 32, 32))

@@ -40,12 +40,7 @@ def fsau_maps(model: nn.Module, x: torch.Tensor, sample: int | None = 0) -> dict
     dict of str -> tensor
         Values in ``(0, 1)`` at each stage's resolution (``H``, ``H/2``, ``H/4``, ``H/8``).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        _, maps = attention_maps(model, x, fsau=True, mdta=False)
-    finally:
-        model.train(was_training)
+    _, maps = attention_maps(model, x, fsau=True, mdta=False)
     return {k: (_select(v, sample)[0] if sample is not None else v) for k, v in maps.items()}
 
 
@@ -60,12 +55,7 @@ def mdta_matrices(
         ``(heads, C/heads, C/heads)`` for ``sample`` (``(N, heads, C/heads, C/heads)`` when
         ``sample`` is None); every row sums to 1.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        _, maps = attention_maps(model, x, fsau=False, mdta=True)
-    finally:
-        model.train(was_training)
+    _, maps = attention_maps(model, x, fsau=False, mdta=True)
     return {k: _select(v, sample) for k, v in maps.items()}
 
 
