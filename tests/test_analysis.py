@@ -306,7 +306,7 @@ def test_attention_shapes(tiny):
 def test_plots_return_figures(tiny):
     import matplotlib.pyplot as plt
 
-    from ctcnet.analysis import plotting
+    from ctcnet.course import plotting
 
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     figs = [

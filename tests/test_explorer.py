@@ -1,4 +1,4 @@
-"""Tests of ctcnet.explorer: the widgets build headless and every update draws a figure."""
+"""Tests of ctcnet.course.explorer: the widgets build headless and every update draws a figure."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import ctcnet  # noqa: E402
-from ctcnet.explorer import Explorer, build_explorer, module_choices, render  # noqa: E402
+from ctcnet.course.explorer import Explorer, build_explorer, module_choices, render  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -45,9 +45,9 @@ SECTIONS = [
     ("ctcnet.evaluate", "Evaluation", None),
     ("ctcnet.upscale", "Upscaling photos", None),
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
-    ("ctcnet.analysis.plotting", "Analysis figures", None),
-    ("ctcnet.book", "Book helpers", None),
-    ("ctcnet.explorer", "Interactive explorer (chapter 15)", None),
+    ("ctcnet.course.plotting", "Analysis figures", None),
+    ("ctcnet.course.book", "Book helpers", None),
+    ("ctcnet.course.explorer", "Interactive explorer (chapter 15)", None),
 ]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .model import CTCNet
+from ..model import CTCNet
 
 __all__ = ["UnitTrace", "trace_units", "count_calls", "draw_dataflow"]
 

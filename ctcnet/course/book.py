@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runtime import pick_device
+from ..runtime import pick_device
 
 __all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model", "glue"]
 
@@ -70,7 +70,7 @@ def faces(split: str = "test", n: int | None = None, root: str | Path | None = N
     """
     from PIL import Image
 
-    from .data.offline_faces import build_offline_faces
+    from ..data.offline_faces import build_offline_faces
 
     folder = Path(build_offline_faces(root, progress=False)) / split
     files = sorted(folder.glob("*.png"))
@@ -84,7 +84,7 @@ def face_batch(images: list[np.ndarray], scale: int = 8) -> dict[str, torch.Tens
     """The reference degradation of HR faces: ``lr`` (16x16), ``lr_up`` (model input), ``hr``."""
     from PIL import Image
 
-    from .data.degradation import degrade, to_tensor
+    from ..data.degradation import degrade, to_tensor
 
     lr, lr_up, hr = [], [], []
     for image in images:
@@ -97,7 +97,7 @@ def face_batch(images: list[np.ndarray], scale: int = 8) -> dict[str, torch.Tens
 
 def trained_model(device: str | torch.device | None = None):
     """The ``reduced`` CTCNet trained on the offline faces, shipped in the package."""
-    from .checkpoint import default_weights_path, load_model
+    from ..checkpoint import default_weights_path, load_model
 
     return load_model(default_weights_path(), device=device or pick_device())
 

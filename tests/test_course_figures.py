@@ -1,11 +1,11 @@
-"""Tests for ctcnet.book_figures: traced shapes, call counts, the data-flow drawing."""
+"""Tests for ctcnet.course.figures: traced shapes, call counts, the data-flow drawing."""
 
 import matplotlib
 import pytest
 import torch
 
 from ctcnet import build_model
-from ctcnet.book_figures import count_calls, draw_dataflow, trace_units
+from ctcnet.course.figures import count_calls, draw_dataflow, trace_units
 
 matplotlib.use("Agg")
 

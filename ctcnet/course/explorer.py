@@ -11,8 +11,8 @@ imported lazily (it is in the ``book`` extra, not a library dependency).
 
 Example (in a notebook)::
 
-    from ctcnet.book import faces, trained_model
-    from ctcnet.explorer import build_explorer
+    from ctcnet.course.book import faces, trained_model
+    from ctcnet.course.explorer import build_explorer
     ui = build_explorer(trained_model(), faces("test"))
     display(ui.widget)
 """
@@ -29,10 +29,10 @@ import torch
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from .analysis.attribution import lam
-from .analysis.plotting import overlay_heatmap, to_uint8
+from ..analysis.attribution import lam
+from ..runtime import attention_maps
 from .book import face_batch
-from .runtime import attention_maps
+from .plotting import overlay_heatmap, to_uint8
 
 __all__ = ["module_choices", "Explorer", "render", "build_explorer"]
 
