@@ -8,7 +8,7 @@ Quick start::
     import ctcnet
     model = ctcnet.build_model("reduced")                    # or "official", "tiny"
     model = ctcnet.load_official_checkpoint("best.pth")     # the authors' weights
-    fast = ctcnet.optimize_for_inference(model)
+    fast = ctcnet.optimize_for_inference(model, precision="auto")  # bf16 where native
 """
 
 from .model import PRESETS, CTCNet, CTCNetConfig, build_model
@@ -17,7 +17,14 @@ from .official import (
     export_official_state_dict,
     load_official_checkpoint,
 )
-from .runtime import attention_maps, autocast, optimize_for_inference, pick_device
+from .runtime import (
+    attention_maps,
+    autocast,
+    grad_scaler_for,
+    optimize_for_inference,
+    optimize_for_training,
+    pick_device,
+)
 
 __version__ = "0.1.0"
 
@@ -30,6 +37,8 @@ __all__ = [
     "load_official_checkpoint",
     "export_official_state_dict",
     "optimize_for_inference",
+    "optimize_for_training",
+    "grad_scaler_for",
     "attention_maps",
     "autocast",
     "pick_device",
