@@ -1,18 +1,28 @@
 """Evaluating a model on a folder of HR faces: per-image scores, comparison images, a summary.
 
-Each HR image goes through the reference test degradation (PIL bicubic to 1/8, back up; spec
-§8/§10), the model super-resolves the up-sampled input, and PSNR/SSIM are computed on the
-truncated uint8 output under the chosen protocol (:mod:`ctcnet.metrics`), together with the
-scores of the bicubic input itself as the baseline.
+Each HR image goes through the reference test degradation (PIL bicubic to 1/8, back up, as the
+authors' test script does), the model super-resolves the up-sampled input, and PSNR/SSIM are
+computed on the truncated uint8 output under the chosen protocol (:mod:`ctcnet.metrics`),
+together with the scores of the bicubic input itself as the baseline. The model's gain over
+bicubic comes with a paired bootstrap confidence interval
+(:func:`ctcnet.metrics.paired_bootstrap_ci`).
+
+Only numpy, torch and Pillow are needed: results are plain Python data
+(:class:`EvalResult`), written as CSV with the ``csv`` module. :meth:`EvalResult.to_dataframe`
+and :func:`summarize` import pandas when they are called, for notebooks.
 """
 
 from __future__ import annotations
 
+import csv
 import os
-from pathlib import Path
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
@@ -20,11 +30,19 @@ from tqdm.auto import tqdm
 from ._atomic import atomic_write
 from .data.datasets import FaceSRDataset
 from .data.degradation import to_uint8
-from .metrics import PROTOCOLS, psnr, ssim
+from .metrics import PROTOCOLS, BootstrapCI, paired_bootstrap_ci, psnr, ssim
 from .model import CTCNet
 from .runtime import autocast
 
-__all__ = ["evaluate", "summarize", "format_summary", "comparison_strip", "save_png_atomic"]
+__all__ = [
+    "EvalResult",
+    "evaluate",
+    "summarize",
+    "format_summary",
+    "output_names",
+    "comparison_strip",
+    "save_png_atomic",
+]
 
 COLUMNS = ("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
 
@@ -36,11 +54,6 @@ def save_png_atomic(img: Image.Image | np.ndarray, path: str | os.PathLike[str])
     with atomic_write(path) as f:
         img.save(f, format="PNG")
     return Path(path)
-
-
-def _save_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    with atomic_write(path, "w", newline="") as f:
-        df.to_csv(f, index=False, float_format="%.4f")
 
 
 def comparison_strip(
@@ -64,6 +77,86 @@ def comparison_strip(
     return strip
 
 
+def output_names(names: Sequence[str], suffix: str = ".png") -> list[str]:
+    """One output file name per input name, all distinct, even on a case-insensitive disk.
+
+    An input keeps its name with ``suffix`` (``a/face.jpg`` -> ``a/face.png``) unless another
+    input would get the same name; then every input of that clash keeps its extension in the
+    stem (``face.jpg`` -> ``face_jpg.png``, ``face.png`` -> ``face_png.png``), and a counter
+    (``_2``, ``_3``, ...) settles anything still taken. The result depends only on ``names``.
+    """
+    plain = [str(PurePosixPath(n).with_suffix(suffix)) for n in names]
+    clashes = Counter(p.lower() for p in plain)
+    taken = {p.lower() for p in plain if clashes[p.lower()] == 1}
+    out = []
+    for name, p in zip(names, plain):
+        if clashes[p.lower()] == 1:
+            out.append(p)
+            continue
+        path = PurePosixPath(name)
+        ext = path.suffix.lstrip(".").lower()
+        base = str(path.with_name(f"{path.stem}_{ext}" if ext else path.stem))
+        candidate, k = base + suffix, 2
+        while candidate.lower() in taken:
+            candidate, k = f"{base}_{k}{suffix}", k + 1
+        taken.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+@dataclass
+class EvalResult:
+    """Per-image scores of one evaluation: a list of rows, one per image.
+
+    Each row is ``{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}``. ``result["psnr"]``
+    is that column as a numpy array (``"name"``: a list), so ``result["psnr"].mean()`` works as
+    on a DataFrame.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    protocol: str = "ctcnet"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __getitem__(self, column: str) -> np.ndarray | list[str]:
+        if column not in COLUMNS:
+            raise KeyError(f"no column {column!r}; the columns are {', '.join(COLUMNS)}")
+        if column == "name":
+            return [row["name"] for row in self.rows]
+        return np.array([row[column] for row in self.rows], dtype=np.float64)
+
+    def means(self) -> dict[str, float]:
+        """The mean of every score column."""
+        return {c: float(np.mean(self[c])) if self.rows else float("nan") for c in COLUMNS[1:]}
+
+    def gains(self, n_boot: int = 10_000, ci: float = 0.95, seed: int = 0) -> dict[str, BootstrapCI]:
+        """Model minus bicubic, per metric (``"psnr"``, ``"ssim"``): the mean per-image gain and
+        its paired bootstrap interval (:func:`ctcnet.metrics.paired_bootstrap_ci`)."""
+        return {
+            m: paired_bootstrap_ci(self[m], self[f"bicubic_{m}"], n_boot=n_boot, ci=ci, seed=seed)
+            for m in ("psnr", "ssim")
+        }
+
+    def to_dataframe(self):
+        """The rows as a pandas DataFrame (needs the ``analysis`` extra)."""
+        import pandas as pd  # optional: only notebooks ask for DataFrames
+
+        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the rows as CSV (scores with 4 decimals), atomically."""
+        with atomic_write(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            for row in self.rows:
+                writer.writerow([row["name"], *(f"{row[c]:.4f}" for c in COLUMNS[1:])])
+        return Path(path)
+
+
 @torch.no_grad()
 def evaluate(
     model: CTCNet,
@@ -75,26 +168,30 @@ def evaluate(
     precision: str = "fp32",
     limit: int = 0,
     progress: bool = False,
-) -> pd.DataFrame:
+) -> EvalResult:
     """Per-image PSNR / SSIM of ``model`` and of bicubic on a folder of HR faces.
 
     Parameters
     ----------
     model : CTCNet
-        The model (put into eval mode here).
+        The model (put into eval mode here); a model prepared by
+        :func:`ctcnet.optimize_for_inference` works too.
     data : str, os.PathLike or FaceSRDataset
         A folder of 128x128 HR faces (others are centre-cropped and resized) or a dataset.
     protocol : {"ctcnet", "dic", "basicsr"}, default "ctcnet"
         Metric protocol (:data:`ctcnet.metrics.PROTOCOLS`).
     out_dir : str or os.PathLike, optional
         When given: ``per_image.csv``, ``sr/<name>.png`` (the model outputs) and
-        ``compare/<name>.png`` (LR nearest-upscaled | bicubic | SR | HR with captions).
+        ``compare/<name>.png`` (LR nearest-upscaled | bicubic | SR | HR with captions). Names
+        come from :func:`output_names`, so ``face.jpg`` and ``face.png`` never overwrite each
+        other.
     batch_size : int, default 8
         Images per forward pass.
     device : str or torch.device, optional
         Default: the device of the model's parameters.
     precision : {"fp32", "bf16", "fp16"}, default "fp32"
-        Autocast precision of the forward pass.
+        Autocast precision of the forward pass. The metrics are always computed on the uint8
+        images.
     limit : int, default 0
         Evaluate only the first ``limit`` images (0 = all).
     progress : bool, default False
@@ -102,7 +199,7 @@ def evaluate(
 
     Returns
     -------
-    pandas.DataFrame
+    EvalResult
         One row per image: ``name, psnr, ssim, bicubic_psnr, bicubic_ssim``.
     """
     if protocol not in PROTOCOLS:
@@ -112,7 +209,8 @@ def evaluate(
     model.eval()
     n = len(dataset) if limit <= 0 else min(limit, len(dataset))
     out = Path(out_dir) if out_dir is not None else None
-    rows = []
+    files = output_names(dataset.names[:n]) if out is not None else []
+    result = EvalResult(protocol=protocol)
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress):
         items = [dataset[i] for i in range(start, min(n, start + batch_size))]
         x = torch.stack([it["lr_up"] for it in items])
@@ -127,31 +225,34 @@ def evaluate(
             ssim(x, hr, protocol, reduction="none"),
         )
         for k, (p, s, bp, bs) in enumerate(scores):
-            name = items[k]["name"]
-            rows.append(
-                {"name": name, "psnr": p, "ssim": s, "bicubic_psnr": bp, "bicubic_ssim": bs}
+            result.rows.append(
+                {"name": items[k]["name"], "psnr": p, "ssim": s, "bicubic_psnr": bp,
+                 "bicubic_ssim": bs}
             )
             if out is not None:
-                stem = str(Path(name).with_suffix(".png"))
+                file = files[start + k]
                 sr8 = to_uint8(sr[k])
-                save_png_atomic(sr8, out / "sr" / stem)
+                save_png_atomic(sr8, out / "sr" / file)
                 panels = [to_uint8(items[k]["lr"]), to_uint8(x[k]), sr8, to_uint8(hr[k])]
                 captions = ["LR (nearest)", f"bicubic {bp:.2f}", f"SR {p:.2f} dB", "HR"]
                 size = panels[-1].shape[0]
-                save_png_atomic(comparison_strip(panels, captions, size), out / "compare" / stem)
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
+                save_png_atomic(comparison_strip(panels, captions, size), out / "compare" / file)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        _save_csv_atomic(df, out / "per_image.csv")
-    return df
+        result.write_csv(out / "per_image.csv")
+    return result
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean PSNR / SSIM of bicubic and of the model (rows), with the gain of the model."""
+def summarize(result):
+    """Mean PSNR / SSIM of bicubic and of the model (rows), with the gain of the model, as a
+    pandas DataFrame (needs the ``analysis`` extra; :func:`format_summary` does not).
+    ``result`` is an :class:`EvalResult` or its :meth:`~EvalResult.to_dataframe`."""
+    import pandas as pd  # optional: only notebooks ask for DataFrames
+
+    means = {c: float(np.mean(result[c])) for c in COLUMNS[1:]}
     table = pd.DataFrame(
         {
-            "PSNR": [df["bicubic_psnr"].mean(), df["psnr"].mean()],
-            "SSIM": [df["bicubic_ssim"].mean(), df["ssim"].mean()],
+            "PSNR": [means["bicubic_psnr"], means["psnr"]],
+            "SSIM": [means["bicubic_ssim"], means["ssim"]],
         },
         index=["bicubic", "model"],
     )
@@ -159,14 +260,31 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def format_summary(df: pd.DataFrame, protocol: str = "ctcnet") -> str:
-    """The summary table as text, headed by the protocol and the image count."""
-    table = summarize(df)
-    lines = [f"{len(df)} images, protocol {protocol!r}", f"{'':10s}{'PSNR (dB)':>11s}{'SSIM':>9s}"]
-    for name, row in table.iterrows():
-        lines.append(
-            f"{name:10s}{row['PSNR']:>+11.3f}{row['SSIM']:>+9.4f}"
-            if name == "gain"
-            else f"{name:10s}{row['PSNR']:>11.3f}{row['SSIM']:>9.4f}"
-        )
+def format_summary(
+    result: EvalResult, protocol: str | None = None, ci: float = 0.95, seed: int = 0
+) -> str:
+    """The summary as text: the protocol and image count, mean PSNR/SSIM of bicubic and of the
+    model, and the model's gain with its paired bootstrap ``ci`` interval (when there are at
+    least two images)."""
+    protocol = protocol or result.protocol
+    means = result.means()
+    lines = [
+        f"{len(result)} images, protocol {protocol!r}",
+        f"{'':10s}{'PSNR (dB)':>11s}{'SSIM':>9s}",
+        f"{'bicubic':10s}{means['bicubic_psnr']:>11.3f}{means['bicubic_ssim']:>9.4f}",
+        f"{'model':10s}{means['psnr']:>11.3f}{means['ssim']:>9.4f}",
+    ]
+    try:
+        gains = result.gains(ci=ci, seed=seed)
+    except ValueError as exc:  # one image, or an inf PSNR: no interval, say why
+        gain_p = means["psnr"] - means["bicubic_psnr"]
+        gain_s = means["ssim"] - means["bicubic_ssim"]
+        lines.append(f"{'gain':10s}{gain_p:>+11.3f}{gain_s:>+9.4f}")
+        lines.append(f"(no confidence interval: {exc})")
+        return "\n".join(lines)
+    p, s = gains["psnr"], gains["ssim"]
+    lines.append(f"{'gain':10s}{p.mean:>+11.3f}{s.mean:>+9.4f}")
+    level = f"{100 * ci:g}% CI"
+    lines.append(f"{level:10s}[{p.low:+.3f}, {p.high:+.3f}]  [{s.low:+.4f}, {s.high:+.4f}]")
+    lines.append(f"(gain = model - bicubic; CI: paired bootstrap over the {len(result)} images)")
     return "\n".join(lines)

@@ -7,20 +7,20 @@ are as large as the gaps between published methods, so every number must name it
 Protocols (see :data:`PROTOCOLS`):
 
 ``"ctcnet"``
-    The CTCNet/SPARNet script ``psnr_ssim.py`` (``CTCNET_SPEC.md`` §10; ``ANCHORS.md`` §3.1–3.2):
+    The evaluation script ``psnr_ssim.py`` of the CTCNet authors (shared with SPARNet):
     ``Y = 16 + RGB · ([65.481, 128.553, 24.966] / 255)`` **truncated** to uint8, no border crop,
     PSNR on the uint8 Y, SSIM as ``skimage.metrics.structural_similarity(gaussian_weights=True,
     sigma=1.5, use_sample_covariance=False)`` with data range 255 (11×11 Gaussian window, skimage's
     ``truncate=3.5``; skimage discards the 5-pixel band where the window leaves the image, so the
     result equals a 'valid' SSIM).
 ``"dic"``
-    "PSNR & SSIM in DIC" (junjun-jiang/Face-Hallucination-Benchmark ``eval_psnr_ssim.py``,
-    ``ANCHORS.md`` §3.4): ``Y = RGB · [65.481, 128.553, 24.966] / 255 + 16`` **rounded** to uint8,
+    "PSNR & SSIM in DIC" (junjun-jiang/Face-Hallucination-Benchmark ``eval_psnr_ssim.py``):
+    ``Y = RGB · [65.481, 128.553, 24.966] / 255 + 16`` **rounded** to uint8,
     8-pixel border crop, PSNR on the cropped Y, SSIM = skimage's default ``compare_ssim`` with
     ``data_range=255``: a 7×7 uniform window with the *sample* covariance (factor 49/48).
 ``"basicsr"``
-    XPixelGroup/BasicSR ``calculate_psnr/ssim(crop_border=scale, test_y_channel=True)``
-    (``ANCHORS.md`` §3.3): Y as a float in [16, 235] that is **not rounded** (BasicSR computes it
+    XPixelGroup/BasicSR ``calculate_psnr/ssim(crop_border=scale, test_y_channel=True)``:
+    Y as a float in [16, 235] that is **not rounded** (BasicSR computes it
     from ``img.astype(float32) / 255`` and stores it as float32, which is reproduced here), border
     crop = scale = 8, MATLAB-equivalent SSIM: 11×11 Gaussian σ = 1.5 (``cv2.getGaussianKernel``),
     'valid' filtering, K1 = 0.01, K2 = 0.03, L = 255, population covariance.
@@ -35,17 +35,28 @@ in [-1, 1] of shape ``(3, H, W)`` / ``(N, 3, H, W)`` that are first converted wi
 :func:`ctcnet.data.degradation.to_uint8` (the reference truncating post-processing). For batches,
 ``reduction="mean"`` (default) returns the mean of the per-image scores (the papers average per
 image) and ``reduction="none"`` the list of per-image scores.
+
+Comparing two methods on the same images: :func:`paired_bootstrap_ci` gives the mean per-image
+difference with a bootstrap confidence interval, the uncertainty that a difference of means hides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["PROTOCOLS", "evaluate_pair", "psnr", "ssim", "rgb_to_y"]
+__all__ = [
+    "PROTOCOLS",
+    "BootstrapCI",
+    "evaluate_pair",
+    "paired_bootstrap_ci",
+    "psnr",
+    "ssim",
+    "rgb_to_y",
+]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
 
@@ -76,7 +87,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "SSIM window": "11×11 Gaussian, σ = 1.5 (skimage truncate 3.5)",
         "SSIM covariance": "population (use_sample_covariance=False)",
         "SSIM constants": "K1 0.01, K2 0.03, L 255",
-        "source": "wsxuzixiang/CTCNet psnr_ssim.py; CTCNET_SPEC.md §10",
+        "source": "the authors' psnr_ssim.py (wsxuzixiang/CTCNet, as in SPARNet)",
     },
     "dic": {
         "used by": "DIC and the Face-Hallucination-Benchmark tables",
@@ -86,7 +97,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "SSIM window": "7×7 uniform (skimage default)",
         "SSIM covariance": "sample (49/48 factor, skimage default)",
         "SSIM constants": "K1 0.01, K2 0.03, L 255",
-        "source": "junjun-jiang/Face-Hallucination-Benchmark eval_psnr_ssim.py; ANCHORS.md §3.4",
+        "source": "junjun-jiang/Face-Hallucination-Benchmark eval_psnr_ssim.py",
     },
     "basicsr": {
         "used by": "BasicSR-based code (crop_border=scale, test_y_channel=True)",
@@ -96,7 +107,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "SSIM window": "11×11 Gaussian, σ = 1.5, 'valid' (MATLAB ssim_index)",
         "SSIM covariance": "population",
         "SSIM constants": "K1 0.01, K2 0.03, L 255",
-        "source": "XPixelGroup/BasicSR basicsr/metrics/psnr_ssim.py; ANCHORS.md §3.3",
+        "source": "XPixelGroup/BasicSR basicsr/metrics/psnr_ssim.py",
     },
 }
 
@@ -371,3 +382,81 @@ def evaluate_pair(
         }
         for name in names
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing two methods on the same images
+# --------------------------------------------------------------------------------------------
+class BootstrapCI(NamedTuple):
+    """A mean difference and the bounds of its confidence interval (same units as the scores)."""
+
+    mean: float
+    low: float
+    high: float
+
+
+def paired_bootstrap_ci(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    n_boot: int = 10_000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> BootstrapCI:
+    """Mean of the per-image differences ``a - b`` with a paired percentile-bootstrap interval.
+
+    The two scores of an image are compared with each other first, so what varies from image to
+    image (some faces are simply easier) cancels; the images are then resampled with replacement
+    ``n_boot`` times and the interval is read off the percentiles of the resampled means (Efron &
+    Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). It assumes the images are a
+    random sample of the faces one cares about; with few images (say < 20) it is too narrow.
+
+    Parameters
+    ----------
+    a, b : sequence of float
+        Per-image scores of two methods on the same images, in the same order (e.g. the model's
+        PSNR and the bicubic PSNR).
+    n_boot : int, default 10000
+        Bootstrap resamples.
+    ci : float, default 0.95
+        Coverage of the interval, in (0, 1).
+    seed : int, default 0
+        Seed of the resampling; the result is a deterministic function of the inputs and ``seed``.
+
+    Returns
+    -------
+    BootstrapCI
+        ``(mean, low, high)``: ``mean`` is exactly ``mean(a - b)``.
+
+    Raises
+    ------
+    ValueError
+        On inputs of different lengths, fewer than two pairs, non-finite scores (e.g. the ``inf``
+        PSNR of an exact copy), ``n_boot < 1`` or ``ci`` outside (0, 1).
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
+        raise ValueError(
+            f"paired scores must be two 1-D sequences of equal length, got shapes {x.shape} "
+            f"and {y.shape}"
+        )
+    if x.size < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 paired scores, got {x.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("paired scores must be finite (an identical image has PSNR inf)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    diff = x - y
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    # Chunks of about a million indices: 10,000 resamples of 1,000 images stay at ~8 MB.
+    chunk = max(1, 1_000_000 // diff.size)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
+        means[start:stop] = diff[idx].mean(axis=1)
+    tail = (1.0 - ci) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return BootstrapCI(float(diff.mean()), float(low), float(high))
