@@ -711,6 +711,11 @@ class CTCNet(nn.Module):
             raise ValueError(f"CTCNet expects a 4-D batch (N, C, H, W), got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise ValueError(f"CTCNet expects a floating-point tensor in [-1, 1], got {x.dtype}")
+        weights = self.head.weight.dtype  # the weights decide; autocast converts by itself
+        if x.dtype != weights and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"CTCNet's weights are {weights} but the input is {x.dtype}: pass x.to({weights})"
+            )
         n, c, h, w = x.shape
         if c != self.config.in_channels:
             raise ValueError(f"CTCNet expects {self.config.in_channels} channels, got {c}")
