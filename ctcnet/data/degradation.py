@@ -1,12 +1,14 @@
-"""Reference ×8 degradation, tensor conversion, robust image loading and training augmentation.
+"""Reference ×8 degradation, tensor conversion and training augmentation.
 
-Everything here follows the reference data pipeline (``CTCNET_SPEC.md`` §8 and §10):
+Everything here follows the authors' data pipeline (``data/celeba_dataset.py`` and
+``data/single_dataset.py`` for the data, ``test.py`` and ``psnr_ssim.py`` for the outputs):
 
 * LR generation: PIL bicubic down to ``(W/8, H/8)`` then PIL bicubic back up to ``(W, H)``; the
   network input is the up-sampled image.
 * Tensors: ``ToTensor`` + ``Normalize(0.5, 0.5)``, i.e. ``(v / 255 - 0.5) / 0.5`` in [-1, 1].
 * Output images: ``(y + 1) / 2 * 255``, clipped to [0, 255], **truncated** to ``uint8``.
-* Augmentation: horizontal flip (p = 0.5) then a random-resized-crop branch (§8 steps 2–3).
+* Augmentation: horizontal flip (p = 0.5) then a random-resized-crop branch, as
+  ``data/celeba_dataset.py`` does.
 
 PIL's bicubic uses a = -0.5 and widens its kernel when down-scaling (anti-aliasing); it is neither
 ``torch.nn.functional.interpolate(mode="bicubic")`` nor MATLAB ``imresize``.
@@ -15,13 +17,16 @@ PIL's bicubic uses a = -0.5 and widens its kernel when down-scaling (anti-aliasi
 from __future__ import annotations
 
 import math
-import os
 import random
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+# Image decoding lives in ctcnet.data.imageio; these names stay importable from here.
+from .errors import ImageReadError
+from .imageio import load_rgb, open_rgb
 
 __all__ = [
     "ImageReadError",
@@ -32,14 +37,6 @@ __all__ = [
     "to_tensor",
     "to_uint8",
 ]
-
-#: Background colour used when flattening transparent images (see :func:`load_rgb`).
-ALPHA_BACKGROUND = (255, 255, 255)
-
-
-class ImageReadError(ValueError):
-    """An image file is missing, unreadable, corrupt or not an image."""
-
 
 # --------------------------------------------------------------------------------------------
 # Degradation
@@ -152,109 +149,6 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale a 16-bit (or 32-bit integer holding 16-bit data) grey array to uint8."""
-    arr = arr.astype(np.float64)
-    vmax = float(arr.max()) if arr.size else 0.0
-    # 'I;16' files hold 0..65535; PIL often opens 16-bit PNGs as mode 'I' (int32) with the same
-    # range. Anything larger than 16 bits is scaled by its own maximum.
-    full = 65535.0 if vmax <= 65535.0 else vmax
-    return np.clip(np.round(np.clip(arr, 0, None) / full * 255.0), 0, 255).astype(np.uint8)
-
-
-def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file as an 8-bit RGB PIL image.
-
-    Handling of special modes:
-
-    * EXIF orientation is applied (``ImageOps.exif_transpose``) so the pixels are upright.
-    * Grey (``L``, ``1``) and palette (``P``) images are converted to RGB.
-    * Transparent images (``RGBA``, ``LA``, ``P`` with transparency) are **composited on white**
-      (:data:`ALPHA_BACKGROUND`): face crops with a removed background look like studio shots
-      rather than getting a black halo, and fully transparent pixels never leak their hidden RGB.
-    * 16-bit grey (``I;16*`` and ``I`` modes) is scaled linearly ``v / 65535 * 255`` and rounded;
-      32-bit float (``F``) is assumed to be in [0, 1] when its maximum is ≤ 1, else in [0, 255].
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Image file.
-
-    Returns
-    -------
-    PIL.Image.Image
-        A fully loaded image in mode ``RGB``.
-
-    Raises
-    ------
-    ImageReadError
-        If the file is missing, is not an image, or is truncated/corrupt (message names the file).
-    """
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise ImageReadError(f"cannot read image {p!r}: file not found")
-    return open_rgb(p, label=p)
-
-
-def open_rgb(source: str | BinaryIO, label: str) -> Image.Image:
-    """Decode an image from a path or binary file object with the rules of :func:`load_rgb`.
-
-    Parameters
-    ----------
-    source : str or binary file object
-        What ``PIL.Image.open`` accepts.
-    label : str
-        Name used in error messages (e.g. the file or zip member name).
-
-    Returns
-    -------
-    PIL.Image.Image
-        RGB image.
-
-    Raises
-    ------
-    ImageReadError
-        If the data is not a readable image.
-    """
-    try:
-        with Image.open(source) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
-    except UnidentifiedImageError:
-        raise ImageReadError(f"cannot read image {label!r}: not a recognised image file") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"cannot read image {label!r}: corrupt or truncated ({msg})") from None
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    mode = im.mode
-    if mode == "RGB":
-        return im.copy()
-    if mode.startswith("I;16") or mode == "I":
-        grey = _high_bit_to_uint8(np.asarray(im))
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        arr = np.nan_to_num(arr)
-        if arr.size and arr.max() <= 1.0:
-            arr = arr * 255.0
-        grey = np.clip(np.round(arr), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-# --------------------------------------------------------------------------------------------
 # Augmentation
 # --------------------------------------------------------------------------------------------
 Rng = random.Random | torch.Generator
@@ -274,7 +168,7 @@ def _randint(rng: Rng, a: int, b: int) -> int:
 
 
 class ReferenceAugment:
-    """The reference training augmentation (spec §8 steps 2–3).
+    """The reference training augmentation (the authors' ``data/celeba_dataset.py``).
 
     1. Horizontal flip with probability ``p_flip``.
     2. Draw ``s ~ U[scale_range)``; if ``int(W * s) > W`` (≈97 % of draws for W = 128 and the

