@@ -16,6 +16,11 @@ Down/Upsampling           :class:`Downsample`, :class:`Upsample`
 whole network             :class:`CTCNet`
 ========================  =====================================================================
 
+Every paper module carries its Fig. 2 name as the class attribute ``paper_name`` (containers also
+name their parts in ``paper_parts``), and :meth:`CTCNet.units` lists the boxes of Fig. 2 as this
+model builds them -- path, paper name, part, stage and scale -- so that the analysis and the course
+group their results by what the model says about itself instead of by hard-coded module paths.
+
 The network maps a bicubic-upsampled low-resolution face ``N x 3 x H x W`` in ``[-1, 1]`` to the
 super-resolved face of the same shape (a global residual: ``output = input + body(input)``).
 The behaviour follows the reference implementation as measured in the project's specification
@@ -27,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +59,7 @@ __all__ = [
     "Upsample",
     "CrossScaleResampler",
     "MFFU",
+    "PaperUnit",
     "CTCNet",
 ]
 
@@ -218,6 +225,8 @@ class ResidualUnit(nn.Module):
     (init 1). Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
+    paper_name: ClassVar[str] = "RU"
+
     def __init__(self, width: int) -> None:
         super().__init__()
         hidden = width // 2
@@ -238,6 +247,8 @@ class ChannelAttention(nn.Module):
     Global average pool -> 1x1 conv ``C -> C/r`` -> ReLU -> 1x1 conv ``C/r -> C`` -> sigmoid,
     then the input is scaled per channel. Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
+
+    paper_name: ClassVar[str] = "CA"
 
     def __init__(self, width: int, reduction: int = 16) -> None:
         super().__init__()
@@ -263,6 +274,8 @@ class LocalBlock(nn.Module):
 
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
+
+    paper_name: ClassVar[str] = "local block"
 
     def __init__(self, width: int, ca_reduction: int = 16) -> None:
         super().__init__()
@@ -295,6 +308,8 @@ class HourglassConv(nn.Module):
     for stride 2 and ``2H`` when ``upsample``.
     """
 
+    paper_name: ClassVar[str] = "hourglass conv"
+
     def __init__(self, in_width: int, out_width: int, stride: int = 1, upsample: bool = False):
         super().__init__()
         self.upsample = upsample
@@ -319,6 +334,8 @@ class Hourglass(nn.Module):
     channels; everything else is ``width -> width``.
     Shapes: ``(N, Cin, H, W) -> (N, width, H, W)``; odd sizes are handled by a nearest resize.
     """
+
+    paper_name: ClassVar[str] = "hourglass"
 
     def __init__(self, in_width: int, width: int, depth: int) -> None:
         super().__init__()
@@ -347,7 +364,7 @@ class Hourglass(nn.Module):
 
 
 class FSAU(nn.Module):
-    """Feature Self-Attention Unit (paper Sec. III-B, Fig. 2): a one-channel spatial attention
+    """Facial Structure Attention Unit (paper Sec. III-B, Fig. 2): a one-channel spatial attention
     map from an hourglass, multiplied onto the input.
 
     ``h = CA(Hourglass(a)) + proj(a)``; ``M = sigmoid(conv3x3(reflect_pad(h)))``; ``FSAU(a) = a * M``.
@@ -355,6 +372,8 @@ class FSAU(nn.Module):
     ``map_tap`` is an identity that receives ``M`` so that hooks can read the map
     (see :func:`ctcnet.attention_maps`). Shapes: ``(N, C, H, W) -> (N, C, H, W)``; map ``(N, 1, H, W)``.
     """
+
+    paper_name: ClassVar[str] = "FSAU"
 
     def __init__(self, in_width: int, width: int, depth: int, ca_reduction: int = 16) -> None:
         super().__init__()
@@ -382,6 +401,8 @@ class LayerNorm2d(nn.Module):
     """LayerNorm over the channels of every pixel (biased variance, eps 1e-5), with bias.
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``."""
 
+    paper_name: ClassVar[str] = "LN"
+
     def __init__(self, width: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(width))
@@ -408,6 +429,8 @@ class MDTA(nn.Module):
     (``N x heads x C/heads x C/heads``) for hooks. Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
+    paper_name: ClassVar[str] = "MDTA"
+
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -433,6 +456,8 @@ class GDFN(nn.Module):
     of ``dwconv3x3(conv1x1(x))`` (hidden width ``floor(expansion * C)``).
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``."""
 
+    paper_name: ClassVar[str] = "GDFN"
+
     def __init__(self, width: int, expansion: float) -> None:
         super().__init__()
         hidden = int(width * expansion)
@@ -448,6 +473,8 @@ class GDFN(nn.Module):
 class TransformerBlock(nn.Module):
     """Transformer block (paper Fig. 2): ``x + MDTA(LN(x))`` then ``x + GDFN(LN(x))``.
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``."""
+
+    paper_name: ClassVar[str] = "Transformer block"
 
     def __init__(self, width: int, heads: int, ffn_expansion: float) -> None:
         super().__init__()
@@ -474,6 +501,16 @@ class LGCM(nn.Module):
     ``transformer`` are ``None`` when switched off in the config.
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
+
+    paper_name: ClassVar[str] = "LGCM"
+    # How the cost tables name the children (the figure draws FSAU -> Transformer blocks; the two
+    # local blocks are the code's addition).
+    paper_parts: ClassVar[dict[str, str]] = {
+        "local_in": "local blocks",
+        "fsau": "FSAU",
+        "local_out": "local blocks",
+        "transformer": "Transformer blocks",
+    }
 
     def __init__(self, width: int, blocks: int, heads: int, cfg: CTCNetConfig) -> None:
         super().__init__()
@@ -515,6 +552,8 @@ class FEU(nn.Module):
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
+    paper_name: ClassVar[str] = "FEU"
+
     def __init__(self, width: int, ca_reduction: int = 16) -> None:
         super().__init__()
         self.low_branch = LocalBlock(width, ca_reduction)
@@ -552,6 +591,14 @@ class FRM(nn.Module):
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
+    paper_name: ClassVar[str] = "FRM"
+    paper_parts: ClassVar[dict[str, str]] = {
+        "local_in": "local blocks",
+        "fsau": "FSAU",
+        "local_mid": "local blocks",
+        "feu": "FEU",
+    }
+
     def __init__(self, width: int, cfg: CTCNetConfig) -> None:
         super().__init__()
         self.local_in = LocalBlock(width, cfg.ca_reduction)
@@ -580,6 +627,8 @@ class Downsample(nn.Module):
     """Downsampling (Fig. 2): 3x3 conv stride 2 -> LeakyReLU(0.2) -> 3x3 conv -> LeakyReLU(0.2),
     no biases. Shapes: ``(N, Cin, H, W) -> (N, Cout, H/2, W/2)``."""
 
+    paper_name: ClassVar[str] = "Downsampling"
+
     def __init__(self, in_width: int, out_width: int) -> None:
         super().__init__()
         self.resample = nn.Conv2d(in_width, out_width, 3, stride=2, padding=1, bias=False)
@@ -593,6 +642,8 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     """Upsampling (Fig. 2): 6x6 transposed conv stride 2 (exact x2) -> LeakyReLU(0.2) -> 3x3
     conv -> LeakyReLU(0.2), no biases. Shapes: ``(N, Cin, H, W) -> (N, Cout, 2H, 2W)``."""
+
+    paper_name: ClassVar[str] = "Upsampling"
 
     def __init__(self, in_width: int, out_width: int) -> None:
         super().__init__()
@@ -612,6 +663,8 @@ class CrossScaleResampler(nn.Module):
     ``to_quarter``, ``to_half`` and ``to_full`` return the two encoder features that are not
     already at that scale, in the order the MFFU concatenates them.
     """
+
+    paper_name: ClassVar[str] = "MFFU resamplers"
 
     def __init__(self, widths: Sequence[int]) -> None:
         super().__init__()
@@ -637,6 +690,9 @@ class MFFU(nn.Module):
     feature with all encoder features brought to its scale, fuses them with a 3x3 conv and
     re-weights channels with CA. Shapes: ``sum(Ci) -> (N, Cout, H, W)``."""
 
+    paper_name: ClassVar[str] = "MFFU"
+    paper_parts: ClassVar[dict[str, str]] = {"fuse": "fusion convs", "attention": "CA"}
+
     def __init__(self, in_width: int, out_width: int, ca_reduction: int = 16) -> None:
         super().__init__()
         self.fuse = nn.Conv2d(in_width, out_width, 3, padding=1)
@@ -649,6 +705,32 @@ class MFFU(nn.Module):
 # --------------------------------------------------------------------------------------------
 # The network
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PaperUnit:
+    """One box of the paper's Fig. 2 (or one part of it) as a :class:`CTCNet` builds it.
+
+    Attributes
+    ----------
+    path : module path inside the model, e.g. ``"encoder.0"`` or ``"encoder.0.fsau"``.
+    paper_name : the box's name in the paper (the class's ``paper_name``): ``"LGCM"``, ``"FRM"``,
+        ``"MFFU"``, ``"Downsampling"``, ``"Upsampling"``, or ``"Conv kxk"`` for head and tail.
+    part : ``""`` for a whole box; for a part, the container's name for it (``paper_parts``):
+        ``"local blocks"``, ``"FSAU"``, ``"Transformer blocks"``, ``"FEU"``, ``"fusion convs"``,
+        ``"CA"``; ``"resamplers"`` for the encoder-feature resamplers the MFFUs share.
+    stage : ``"head"``, ``"encoder"``, ``"bottleneck"``, ``"decoder"`` or ``"tail"``.
+    scale : resolution of the unit's output relative to the input (1, 1/2, 1/4, 1/8), or
+        ``None`` for the shared resamplers, which work at every scale.
+    module : the module itself.
+    """
+
+    path: str
+    paper_name: str
+    part: str
+    stage: str
+    scale: float | None
+    module: nn.Module
 
 
 class CTCNet(nn.Module):
@@ -750,4 +832,62 @@ class CTCNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"min_input_size={self.min_input_size}, size_multiple={self.size_multiple}"
+
+    def units(self, parts: bool = False) -> list[PaperUnit]:
+        """The boxes of the paper's Fig. 2 as this model builds them, in forward order.
+
+        ``head``, then per encoder stage its LGCM and Downsampling, the FRMs of the bottleneck,
+        per decoder stage its Upsampling, MFFU (the shared ``resamplers`` are listed just before
+        the first MFFU) and LGCM, and ``tail``. Paths come from the module tree and names from
+        the classes' ``paper_name``; the scale is tracked through the resamplers (each
+        Downsampling halves it, each Upsampling doubles it), so a config with other depths or
+        an ablation switch off is described without any change here.
+
+        With ``parts=True`` every box that names its children in ``paper_parts`` (LGCM, FRM,
+        MFFU) is replaced by those children, in registration order: the finest level at which
+        the paper describes the network, and a partition of every parameter and every
+        operation of the forward pass except the global residual addition. A child that its
+        container does not name keeps its attribute name as ``part``, so it shows up in
+        results under that name rather than disappearing.
+        """
+        paths = {id(m): name for name, m in self.named_modules()}
+
+        def unit(module: nn.Module, stage: str, scale: float | None, paper_name: str = "",
+                 part: str = "") -> PaperUnit:
+            name = paper_name or type(module).paper_name
+            return PaperUnit(paths[id(module)], name, part, stage, scale, module)
+
+        def conv_name(conv: nn.Conv2d) -> str:
+            kh, kw = conv.kernel_size
+            return f"Conv {kh}x{kw}"
+
+        scale = 1.0
+        boxes = [unit(self.head, "head", scale, conv_name(self.head))]
+        for lgcm, down in zip(self.encoder, self.downsample):
+            boxes.append(unit(lgcm, "encoder", scale))
+            scale /= 2
+            boxes.append(unit(down, "encoder", scale))
+        boxes += [unit(frm, "bottleneck", scale) for frm in self.bottleneck]
+        for i, (up, lgcm) in enumerate(zip(self.upsample, self.decoder)):
+            scale *= 2
+            boxes.append(unit(up, "decoder", scale))
+            if self.fusion is not None:
+                if i == 0:
+                    boxes.append(unit(self.resampler, "decoder", None, MFFU.paper_name,
+                                      "resamplers"))
+                boxes.append(unit(self.fusion[i], "decoder", scale))
+            boxes.append(unit(lgcm, "decoder", scale))
+        boxes.append(unit(self.tail, "tail", scale, conv_name(self.tail)))
+        if not parts:
+            return boxes
+        units = []
+        for box in boxes:
+            named = getattr(type(box.module), "paper_parts", None)
+            if named is None:
+                units.append(box)
+                continue
+            for attribute, child in box.module.named_children():
+                units.append(unit(child, box.stage, box.scale, box.paper_name,
+                                  named.get(attribute, attribute)))
+        return units
 
