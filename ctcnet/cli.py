@@ -63,6 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=args.data,
         val=args.val,
         val_limit=args.val_limit,
+        full_size_from_step=args.full_size_from_step,
+        ema_decay=args.ema_decay,
+        workers=args.workers,
         out=args.out,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -73,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         precision=args.precision,
         seed=args.seed,
-        augment=not args.no_augment,
+        augment="none" if args.no_augment else args.augment,
         reference_init=not args.no_reference_init,
         eval_every=args.eval_every,
         save_every=args.save_every,
@@ -84,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_config(cfg)
     if args.data != "offline-faces" and not Path(args.data).is_dir():
         raise CLIError(f"training data folder not found: {args.data}")
-    if args.val is not None and not Path(args.val).is_dir():
+    named_val = args.val is not None and args.val != "none" and not args.val.startswith("carve:")
+    if named_val and not Path(args.val).is_dir():
         raise CLIError(f"validation folder not found: {args.val}")
     _check_writable_dir(args.out, "run folder")
     if not args.resume and (Path(args.out) / "last.pt").exists():
@@ -270,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val",
         default=None,
-        help="validation folder (default for offline-faces: its test split; otherwise none)",
+        help="validation folder, carve:N (N faces of whole training identities, held out of "
+        "training) or none; default for offline-faces: carve:8, otherwise none",
     )
     p.add_argument("--val-limit", type=int, default=0, help="validate on at most N images")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
@@ -283,18 +288,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on random PxP crops (multiple of 8; default: whole faces, no crop)",
     )
     p.add_argument(
+        "--full-size-from-step",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="from this step on, train on whole faces instead of patches",
+    )
+    p.add_argument(
         "--hr-size", type=_positive, default=128, help="side of the HR faces (default 128)"
     )
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="validate and release an exponential moving average of the weights (e.g. 0.999)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="forward-pass precision (auto: bf16 where the hardware is fast at it, else fp32)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loading processes (default: one per 4 CPU cores, at most 4)",
+    )
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at end)")
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--no-augment", action="store_true", help="no flip / random-resized crop")
+    p.add_argument(
+        "--augment",
+        choices=["none", "reference", "strong"],
+        default="reference",
+        help="reference: the authors' flip + random-resized crop (default); strong: flip, small "
+        "rotation and zoom, colour jitter",
+    )
+    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
     p.add_argument(
         "--no-reference-init",
         action="store_true",
