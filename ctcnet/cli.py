@@ -175,22 +175,38 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .data.datasets import prepare_dataset
+    from .data.prepare import prepare_dataset
 
     if args.source is not None and not Path(args.source).exists():
         raise CLIError(f"source not found: {args.source}")
     _check_writable_dir(args.root, "data root")
+    limits = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
     summary = prepare_dataset(
         args.name,
         args.root,
         args.source,
         download=not args.no_download,
         progress=sys.stderr.isatty(),
+        **limits,
     )
-    print(f"prepared {args.name} in {Path(args.root) / args.name}")
-    for key in ("written", "skipped", "failed"):
-        if key in summary:
-            print(f"  {key}: {summary[key]}")
+    print(f"prepared {args.name} in {Path(args.root) / args.name} ({summary['split_used']})")
+    for split in ("train", "test"):
+        counts = summary[split]
+        print(
+            f"  {split:5s}: {counts['written']} written, {counts['skipped']} already there, "
+            f"{counts['failed']} unreadable, of {counts['total']}"
+        )
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .data.official_weights import official_weights
+
+    if args.source is not None and not Path(args.source).exists():
+        raise CLIError(f"weights source not found: {args.source}")
+    for weights in official_weights(args.source, args.dest):
+        print(weights.describe())
+    print("load with: ctcnet.load_official_checkpoint(PATH), or --checkpoint PATH in eval/upscale")
     return 0
 
 
@@ -386,24 +402,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="build or prepare datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATASET")
-    try:
-        from .data.offline_faces_cli import add_offline_faces_parser
+    from .data.offline_faces_cli import add_offline_faces_parser
 
-        add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
-    except ImportError:  # the offline face builder is not installed: say so when it is used
-        q = data_sub.add_parser("offline-faces", help="build the offline face set")
-        q.add_argument("--root", default=None)
-        q.set_defaults(func=cmd_offline_faces)
+    add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
     q = data_sub.add_parser(
         "prepare",
         help="crop CelebA / FFHQ thumbnails / Helen to 128x128",
-        description="Write ROOT/NAME/{train,test}/*.png (resumable).",
+        description=(
+            "Write ROOT/NAME/{train,test}/*.png (resumable). CelebA: --source takes "
+            "img_align_celeba.zip or its folder (with list_eval_partition.txt), or Kaggle's "
+            "celeba-dataset folder/zip (list_eval_partition.csv); without --source it is "
+            "downloaded from Kaggle with kagglehub (pip install kagglehub; Colab has it)."
+        ),
     )
     q.add_argument("name", choices=["celeba", "ffhq-thumbnails", "helen"])
-    q.add_argument("--root", required=True)
-    q.add_argument("--source", default=None, help="a manually downloaded folder or zip")
-    q.add_argument("--no-download", action="store_true")
+    q.add_argument("--root", required=True, help="output root: writes ROOT/NAME/{train,test}")
+    q.add_argument("--source", default=None, help="a downloaded folder or .zip/.tar(.gz)")
+    q.add_argument("--n-train", type=int, default=None, help="at most N train faces")
+    q.add_argument("--n-test", type=int, default=None, help="at most N test faces")
+    q.add_argument("--no-download", action="store_true", help="never download")
     q.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("weights", help="the authors' released weights")
+    weights_sub = p.add_subparsers(dest="weights_command", required=True, metavar="WHICH")
+    q = weights_sub.add_parser(
+        "official",
+        help="fetch (gdown) or find the authors' .pth, load it, print its sha256",
+        description=(
+            "Load the authors' released checkpoint with ctcnet.load_official_checkpoint and print "
+            "its path, sha256 and parameter count. --source takes a .pth or a folder holding "
+            "one; without it the checkpoint is fetched from the authors' Google Drive folder "
+            'with gdown (pip install "ctcnet[colab]").'
+        ),
+    )
+    q.add_argument("--source", default=None, help="a .pth file or a folder holding one")
+    q.add_argument(
+        "--dest", default=None, help="download folder (default: ~/.cache/ctcnet/official_weights)"
+    )
+    q.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("info", help="version, presets, device")
     p.add_argument("--device", default=None)

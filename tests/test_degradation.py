@@ -85,6 +85,18 @@ def test_to_uint8_batch_and_layout():
         to_uint8(torch.zeros(3, 4, 5, dtype=torch.uint8))
 
 
+def test_course_figures_show_the_pixels_the_metrics_score():
+    """The course's to_uint8 (figures) is the library's truncating conversion, not a rounding one."""
+    plotting = pytest.importorskip("ctcnet.course.plotting")  # needs matplotlib (analysis extra)
+    t = torch.rand(1, 3, 5, 6, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    np.testing.assert_array_equal(plotting.to_uint8(t), to_uint8(t)[0])
+    hwc = t[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(plotting.to_uint8(hwc), to_uint8(t[0]))
+    assert plotting.to_uint8(torch.full((3, 1, 1), 0.999))[0, 0, 0] == 254  # rounding gives 255
+    u8 = np.zeros((2, 2, 3), dtype=np.uint8)
+    assert plotting.to_uint8(u8) is u8
+
+
 def test_round_trip_loses_at_most_one():
     arr = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     back = to_uint8(to_tensor(arr))

@@ -7,7 +7,10 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.patches import Rectangle
+
+from ..data.degradation import to_uint8 as _reference_to_uint8
 
 __all__ = [
     "to_uint8",
@@ -27,15 +30,20 @@ def _np(a) -> np.ndarray:
 
 def to_uint8(image) -> np.ndarray:
     """``(3, H, W)`` / ``(1, 3, H, W)`` tensor in ``[-1, 1]`` or ``(H, W, 3)`` array -> uint8
-    ``(H, W, 3)``. uint8 input is returned unchanged."""
+    ``(H, W, 3)``. uint8 input is returned unchanged.
+
+    The conversion itself is the library's :func:`ctcnet.data.degradation.to_uint8` (the
+    reference's truncating post-processing), so a figure shows the pixels the metrics score;
+    this wrapper only accepts the layouts figures come in (first image of a batch, HWC arrays).
+    """
     a = _np(image)
     if a.dtype == np.uint8:
         return a
     if a.ndim == 4:
         a = a[0]
-    if a.ndim == 3 and a.shape[0] in (1, 3):
-        a = a.transpose(1, 2, 0)
-    return np.clip(np.round((a + 1) * 127.5), 0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[0] not in (1, 3):
+        a = a.transpose(2, 0, 1)  # HWC -> CHW
+    return _reference_to_uint8(torch.from_numpy(np.ascontiguousarray(a)))
 
 
 def _resize_nearest(heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
