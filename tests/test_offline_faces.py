@@ -453,6 +453,27 @@ def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
     assert "Errno" not in err
 
 
+def test_offline_faces_write_failure_mid_build_is_one_line_without_errno(
+    synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ctcnet data")
+    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
+    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: synthetic["manifest"])
+    monkeypatch.setattr(of, "fetch_archive", synthetic["fetcher"])
+
+    def denied(image: Image.Image, path: Path, *args: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(of, "save_png", denied)
+    args = parser.parse_args(["offline-faces", "--root", str(synthetic["root"]), "--no-progress"])
+    assert run_offline_faces(args) == 1
+    err = capsys.readouterr().err
+    first = synthetic["root"] / "train" / "fakepkg-a-0.png"
+    assert err == f"error: permission denied: {first}\n"
+
+
 # ------------------------------------------------------------------ real archives (opt-in)
 
 

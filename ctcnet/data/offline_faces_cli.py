@@ -60,7 +60,7 @@ def run_offline_faces(args: argparse.Namespace) -> int:
             print(f"warning: {warning.message}", file=sys.stderr)
         info = offline_faces_info(out, manifest)
     except (OfflineFacesError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: run the command again to finish the build", file=sys.stderr)
@@ -72,3 +72,13 @@ def run_offline_faces(args: argparse.Namespace) -> int:
     if not info["complete"]:
         print(f"  missing: {len(info['missing'])} of {info['expected_faces']} faces")
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` without errno noise: ``no space left on device: /x/train/a.png`` rather than
+    ``[Errno 28] No space left on device: '/x/train/a.png'``."""
+    if isinstance(exc, OSError) and not isinstance(exc, OfflineFacesError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror.lower()}{where}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
