@@ -238,8 +238,9 @@ def optimize_for_inference(
 
     In fp32 the result matches the eager model within 1e-4; in bf16 within 0.02 on the
     ``[-1, 1]`` scale (tested on every preset). Inputs may stay float32 in the default layout;
-    outputs are float32. The original model is left untouched and the copy can no longer be
-    trained."""
+    outputs are float32. In bf16/fp16 the copy stores its convolution weights already in that
+    precision (the same numbers autocast would use, without casting them on every call); the
+    original model is left untouched, and the copy can no longer be trained."""
     fast = copy.deepcopy(model).eval()
     device = _model_device(fast)
     chosen, reason = resolve_precision(precision, device, training=False)
@@ -250,8 +251,24 @@ def optimize_for_inference(
         channels_last = _default_channels_last(device)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
+    if chosen in _DTYPES:
+        _precast_matmul_weights(fast, _DTYPES[chosen])
     _set_precision(fast, chosen, reason, channels_last)
     return fast
+
+
+def _precast_matmul_weights(model: nn.Module, dtype: torch.dtype) -> None:
+    # Autocast casts every convolution weight to ``dtype`` on every call (its cast cache only
+    # keeps weights that require grad). Storing them cast gives the same numbers without the
+    # copies: measured 1.9 -> 1.56 s for an official 128x128 forward on one loaded core (see
+    # benchmarks/RESULTS.md). Element-wise parameters (PReLU, LayerNorm, temperatures) stay
+    # float32, as autocast runs those ops in float32 or in their input's precision anyway.
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            for name in ("weight", "bias"):
+                tensor = getattr(module, name)
+                if tensor is not None:
+                    tensor.data = tensor.data.to(dtype)
 
 
 def optimize_for_training(

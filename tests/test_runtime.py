@@ -66,6 +66,21 @@ def test_bf16_inference_of_the_shipped_model_stays_within_0_02_of_fp32():
     assert (fast - reference).abs().max().item() < 0.02
 
 
+def test_bf16_inference_copy_stores_cast_weights_and_gives_the_autocast_numbers():
+    torch.manual_seed(0)
+    model = _with_trained_like_batchnorm(ctcnet.build_model("tiny").eval())
+    x = _faces_like(2, 32)
+    fp32 = ctcnet.optimize_for_inference(model, "fp32")
+    bf16 = ctcnet.optimize_for_inference(model, "bf16")
+    assert bf16.head.weight.dtype == torch.bfloat16  # cast once, not on every call
+    assert bf16.encoder[0].fsau.hourglass.skips[0].act.weight.dtype == torch.float32  # PReLU
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        by_autocast = fp32(x)
+    with torch.no_grad():
+        torch.testing.assert_close(bf16(x), by_autocast.float(), atol=0, rtol=0)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the original untouched
+
+
 def test_channels_last_output_equals_contiguous_output():
     torch.manual_seed(0)
     model = _with_trained_like_batchnorm(ctcnet.build_model("tiny").eval())
