@@ -148,6 +148,7 @@ def test_prepare_celeba_without_kagglehub_says_what_to_do(tmp_path, monkeypatch)
         P.prepare_dataset("celeba", tmp_path / "out", progress=False)
     msg = str(info.value)
     assert "pip install kagglehub" in msg and "--source" in msg and "\n" not in msg
+    assert not (tmp_path / "out").exists()  # a failed attempt leaves nothing behind
 
 
 def test_prepare_celeba_kaggle_offline_is_one_line(tmp_path, monkeypatch):

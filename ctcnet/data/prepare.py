@@ -240,6 +240,7 @@ def _fetch(name: str, downloads: Path, progress: bool) -> Path:
             f"{downloads}); or use `ctcnet data offline-faces`"
         )
     hint = f"{info.manual}; or use `ctcnet data offline-faces` for the small offline face set"
+    ensure_writable_folder(downloads, f"{name} download folder")
     for filename, url in info.urls:
         try:
             download_url(url, downloads / filename, progress=progress, expect_binary=True, hint=hint)
@@ -455,7 +456,6 @@ def prepare_dataset(
     elif downloads.is_dir() and any(downloads.iterdir()):
         src = downloads
     elif download:
-        ensure_writable_folder(out, f"{name} output folder")
         src = _fetch(name, downloads, progress)
     else:
         raise DatasetUnavailableError(
