@@ -65,6 +65,11 @@ Fetcher = Callable[[Mapping[str, Any], Path], "str | Path"]
 #: The errors of the build are those of the whole data layer (kept under its old name).
 OfflineFacesError = DataError
 
+# Old private names that benchmarks/bench_detectors.py still imports; new code uses
+# ctcnet.data.fetch.ArchiveReader and ctcnet.data.imageio.decode_image.
+_ArchiveReader = ArchiveReader
+_decode = decode_image
+
 
 class NpmMissingWarning(UserWarning):
     """``npm`` is not installed, so the faces from npm packages were skipped."""
