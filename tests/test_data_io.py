@@ -124,6 +124,32 @@ def test_download_with_wrong_digest_leaves_nothing(tmp_path, server):
     assert not list(tmp_path.iterdir())
 
 
+class _QuotaPageHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server API)
+        body = b"<html><title>Google Drive - Quota exceeded</title></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_download_refuses_a_quota_web_page_instead_of_saving_it(tmp_path):
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), _QuotaPageHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/img_align_celeba.zip"
+        with pytest.raises(E.UnavailableError, match="web page instead of the file"):
+            download_url(url, tmp_path / "a.zip", progress=False, expect_binary=True)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not list(tmp_path.iterdir())  # no HTML saved under a .zip name
+
+
 def test_download_offline_is_one_line_with_the_hint(tmp_path):
     with pytest.raises(E.UnavailableError) as info:
         download_url("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", progress=False, hint="do Y")

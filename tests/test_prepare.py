@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctcnet.cli import main
 from ctcnet.data import prepare as P
 from ctcnet.data.errors import DataFolderError, DatasetUnavailableError
 
@@ -261,3 +262,19 @@ def test_dataset_info_names_the_kaggle_copy_of_celeba():
     info = P.dataset_info("celeba")
     assert info["kaggle"] == "jessicali9530/celeba-dataset"
     assert "drive.google" not in str(info) and "kaggle" in info["manual"]
+
+
+def test_cli_prepare_celeba_from_kaggle_folder_prints_counts_per_split(tmp_path, capsys):
+    source = _kaggle_standin(tmp_path / "celeba-dataset")
+    args = ["data", "prepare", "celeba", "--root", str(tmp_path / "out"), "--source", str(source)]
+    assert main([*args, "--n-test", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"prepared celeba in {tmp_path / 'out' / 'celeba'} (official partition)"
+    assert out[1:] == [
+        "  train: 3 written, 0 already there, 0 unreadable, of 3",
+        "  test : 1 written, 0 already there, 0 unreadable, of 1",
+    ]
+    assert main(args) == 0  # the rest of the test split; the finished crops are kept
+    assert capsys.readouterr().out.splitlines()[2] == (
+        "  test : 1 written, 1 already there, 0 unreadable, of 2"
+    )
