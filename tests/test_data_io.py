@@ -241,6 +241,8 @@ def test_save_png_is_complete_and_carries_its_fingerprint(tmp_path):
     path.write_bytes(path.read_bytes()[:40])  # torn
     assert not is_complete_png(path, 16)
     assert not list((tmp_path / "sub").glob(".*.tmp"))
+    arr = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    np.testing.assert_array_equal(np.asarray(Image.open(save_png(arr, tmp_path / "b.png"))), arr)
 
 
 @pytest.fixture()

@@ -272,10 +272,15 @@ def square_resize(img: Image.Image, size: int) -> Image.Image:
 # Writing
 # --------------------------------------------------------------------------------------------
 def save_png(
-    image: Image.Image, path: str | os.PathLike[str], text: Mapping[str, str] | None = None
+    image: Image.Image | np.ndarray,
+    path: str | os.PathLike[str],
+    text: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``image`` as a PNG atomically (temporary file + rename); ``text`` goes into tEXt
-    chunks (e.g. a fingerprint that :func:`is_complete_png` checks). Returns the path."""
+    """Write ``image`` (PIL, or a uint8 ``(H, W[, 3])`` array) as a PNG atomically (temporary
+    file + rename); ``text`` goes into tEXt chunks (e.g. a fingerprint that
+    :func:`is_complete_png` checks). Returns the path."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
     info = None
     if text:
         info = PngImagePlugin.PngInfo()
