@@ -11,12 +11,9 @@ Quick start::
     fast = ctcnet.optimize_for_inference(model, precision="auto")  # bf16 where native
 """
 
+from .checkpoint import CheckpointError
 from .model import PRESETS, CTCNet, CTCNetConfig, build_model
-from .official import (
-    CheckpointError,
-    export_official_state_dict,
-    load_official_checkpoint,
-)
+from .official import export_official_state_dict, load_official_checkpoint
 from .runtime import (
     attention_maps,
     autocast,

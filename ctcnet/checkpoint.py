@@ -17,12 +17,18 @@ or ``kill -9`` leaves either the old or the new file, never a truncated one.
 
 :func:`load_model` also accepts the authors' checkpoints (any file without our ``format`` tag),
 which it hands to :func:`ctcnet.official.load_official_checkpoint`.
+
+The generic pieces live here and :mod:`ctcnet.official` imports them (never the other way
+round): :class:`CheckpointError`, :func:`read_checkpoint` (one-line errors for a missing, text,
+corrupt or code-carrying file), :func:`state_dict_shapes` and :func:`describe_key_problems`.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,19 +39,15 @@ from torch import nn
 
 from ._atomic import atomic_write
 from .model import PRESETS, CTCNet, CTCNetConfig, build_model
-from .official import (
-    CheckpointError,
-    describe_key_problems,
-    load_official_checkpoint,
-    state_dict_shapes,
-)
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "CheckpointError",
+    "TRAIN_HINT",
     "atomic_torch_save",
     "default_weights_path",
+    "describe_key_problems",
     "get_rng_state",
     "load_model",
     "model_from_checkpoint",
@@ -53,12 +55,52 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
     "set_rng_state",
+    "state_dict_shapes",
     "strip_for_release",
 ]
 
 FORMAT = "ctcnet-checkpoint"
 VERSION = 1
-_TRAIN_HINT = "train it with scripts/train_reduced.sh (or pass --checkpoint PATH)"
+#: How to get the default weights when they are missing. A pip install has no ``scripts/``, so
+#: the commands come first and the repository's recipe script second.
+TRAIN_HINT = (
+    "train a model with `ctcnet train --preset reduced --out runs/reduced` and release it with "
+    "`ctcnet export runs/reduced/last.pt PATH` (the shipped recipe is scripts/train_reduced.sh "
+    "in the repository), or pass --checkpoint PATH"
+)
+
+# torch.save has written zip archives since torch 1.6; older files are a bare pickle stream,
+# whose first byte is the PROTO opcode.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not match the model."""
+
+
+def describe_key_problems(missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
+    """One line such as ``2 missing (a, b); 1 with the wrong shape (c (1,) != (2,))``."""
+
+    def listing(items: list[str], limit: int = 4) -> str:
+        shown = ", ".join(items[:limit])
+        return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({listing(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
+    if misshaped:
+        parts.append(f"{len(misshaped)} with the wrong shape ({listing(misshaped)})")
+    return "; ".join(parts)
+
+
+def state_dict_shapes(cfg: CTCNetConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every entry of our state dict for ``cfg``."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = CTCNet(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def default_weights_path() -> Path:
@@ -171,18 +213,51 @@ def save_checkpoint(
 # Loading
 # ---------------------------------------------------------------------------------------------
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
-    """``torch.load`` a file (weights only, on the CPU) with a one-line error for bad files."""
+    """``torch.load`` a file (weights only, on the CPU) with a one-line error for bad files.
+
+    A file that does not start like a ``torch.save`` file (a text file, an image, ...) is
+    called "not a PyTorch checkpoint" before torch sees it; torch's own messages for such files
+    ("101", "pop from empty list") say nothing to a user. A file that holds Python objects other
+    than tensors and plain data is refused as such: loading it would run its code.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if head != _ZIP_MAGIC and head[:1] != bytes([_PICKLE_PROTO]):
+        what = "the file is empty" if not head else "it is not a PyTorch checkpoint (torch.save file)"
+        raise CheckpointError(f"cannot read checkpoint {path}: {what}")
+    try:
+        with warnings.catch_warnings():
+            # Protocol-4 pickles load fine; torch's warning about them would be a second line.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # what weights_only raises for a disallowed object
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it holds Python objects, not only tensors and "
+                "plain data, and loading it would run their code"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
     except Exception as exc:  # torch raises many exception types for corrupt files
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or corrupt?): {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (torch appends paragraphs of advice)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0]
+    return first.split(". ")[0].rstrip(".")
 
 
 def preset_of(config: CTCNetConfig) -> str:
@@ -273,7 +348,7 @@ def load_model(
     if path_or_preset is None:
         path = default_weights_path()
         if not path.is_file():
-            raise CheckpointError(f"no trained weights at {path}: {_TRAIN_HINT}")
+            raise CheckpointError(f"no trained weights at {path}: {TRAIN_HINT}")
     else:
         if isinstance(path_or_preset, str) and path_or_preset in PRESETS:
             if not Path(path_or_preset).exists():
@@ -285,6 +360,8 @@ def load_model(
         return model.to(device).eval()
     if isinstance(obj, Mapping) and "format" in obj:
         raise CheckpointError(f"checkpoint {path} has an unknown format {obj['format']!r}")
+    from .official import load_official_checkpoint  # official imports this module
+
     try:
         return load_official_checkpoint(obj, device=device)
     except CheckpointError as exc:
@@ -294,8 +371,12 @@ def load_model(
 def strip_for_release(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy a training checkpoint without its optimizer and RNG state (config, model, meta only).
 
-    The result loads with :func:`load_model`; it cannot resume training.
+    The result loads with :func:`load_model`; it cannot resume training. ``dst`` must be a file
+    name: an existing folder is refused (one line), not written into.
     """
+    if Path(dst).is_dir():
+        example = Path(dst) / "model.pt"
+        raise CheckpointError(f"{dst} is a folder: give the file to write, e.g. {example}")
     obj = read_checkpoint(src)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {src} is not a {FORMAT} file")

@@ -1,7 +1,10 @@
 """Reading and writing the authors' checkpoints (the reference ``state_dict`` layout).
 
 The reference saves 2,112 entries; 198 of them belong to modules that its forward pass never
-calls (spec section 2.1). Our modules have no such dead parameters, so this file holds the map
+calls: ``models/ctcnet.py`` of the authors' repository builds them in ``__init__`` and never uses
+them in ``forward`` (e.g. ``embed``, ``down_input``/``up_input``, the ``scale{i}_{j}`` factors,
+a spare channel attention ``att`` in most LGCMs, and MLP blocks and hourglass convolutions in
+every FRM). Our modules have no such dead parameters, so this file holds the map
 between the two layouts: every reference key, in the reference's order, with the key of our
 model that holds the same tensor, or none for a dead entry. The reference's attribute names
 appear here and only here.
@@ -13,10 +16,10 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from .checkpoint import CheckpointError, describe_key_problems, read_checkpoint, state_dict_shapes
 from .model import PRESETS, CTCNet, CTCNetConfig
 
 __all__ = [
@@ -40,10 +43,6 @@ _LGCM_NAMES = (
     "res_layers_back",
 )
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "params", "params_ema", "net", "netG")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not match the model."""
 
 
 @dataclass(frozen=True)
@@ -244,14 +243,7 @@ def official_layout(config: CTCNetConfig | None = None) -> list[OfficialEntry]:
 def _read_state_dict(source) -> dict[str, torch.Tensor]:
     """A state dict from a path, a state dict, or a dict that wraps one; ``module.`` stripped."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt files
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+        source = read_checkpoint(source)
     if not isinstance(source, Mapping):
         raise CheckpointError(f"a checkpoint must hold a dict of tensors, got {type(source).__name__}")
     for wrapper in _WRAPPER_KEYS:
@@ -267,23 +259,6 @@ def _read_state_dict(source) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"checkpoint entry {key!r} is not a tensor")
         state[key[len("module."):] if key.startswith("module.") else key] = value
     return state
-
-
-def describe_key_problems(missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
-    """One line such as ``2 missing (a, b); 1 with the wrong shape (c (1,) != (2,))``."""
-
-    def listing(items: list[str], limit: int = 4) -> str:
-        shown = ", ".join(items[:limit])
-        return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({listing(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
-    if misshaped:
-        parts.append(f"{len(misshaped)} with the wrong shape ({listing(misshaped)})")
-    return "; ".join(parts)
 
 
 def official_to_ours(
@@ -317,13 +292,6 @@ def official_to_ours(
         problems = describe_key_problems(missing, unexpected, misshaped)
         raise CheckpointError(f"not a CTCNet reference checkpoint: {problems}")
     return ours
-
-
-def state_dict_shapes(cfg: CTCNetConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of every entry of our state dict for ``cfg``."""
-    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = CTCNet(cfg)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def load_official_checkpoint(path_or_state_dict, device: str | torch.device = "cpu") -> CTCNet:

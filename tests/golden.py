@@ -1,33 +1,25 @@
-"""Access to the project's golden fixtures in ../shared/fixtures (outside the repository)."""
+"""The golden fixtures in ``tests/fixtures`` (see its README): the reference model's outputs for
+weights that are a formula of each key, and the reference ``state_dict`` manifest."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import zlib
 from pathlib import Path
 
-import pytest
 import torch
 
-FIXTURES = Path(
-    os.environ.get("CTCNET_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
-)
-
-
-def require_fixtures() -> Path:
-    if not (FIXTURES / "official_state_dict_manifest.json").is_file():
-        pytest.skip(f"golden fixtures not found in {FIXTURES} (set CTCNET_FIXTURES to their folder)")
-    return FIXTURES
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def manifest() -> list[dict]:
-    return json.loads((require_fixtures() / "official_state_dict_manifest.json").read_text())
+    """Every entry of the reference ``state_dict``, in the reference's order."""
+    return json.loads((FIXTURES / "official_state_dict_manifest.json").read_text())
 
 
 def reference_weights(strong: bool) -> dict[str, torch.Tensor]:
-    """The fixture weights: a formula of each key alone (fixtures/README.md)."""
+    """The fixture weights: a formula of each key alone (tests/fixtures/README.md)."""
     state = {}
     for entry in manifest():
         g = torch.Generator().manual_seed(zlib.crc32(entry["key"].encode()))

@@ -56,6 +56,18 @@ def test_info_and_help(capsys):
     assert "upscale" in capsys.readouterr().out
 
 
+def test_info_without_weights_prints_the_train_command_not_a_repo_script(monkeypatch, tmp_path,
+                                                                         capsys):
+    import ctcnet.checkpoint as C
+
+    monkeypatch.setattr(C, "default_weights_path", lambda: tmp_path / "none.pt")
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and "[missing]" in out
+    hint = next(line for line in out.splitlines() if "to get them" in line)
+    assert "ctcnet train --preset reduced" in hint and "ctcnet export" in hint
+    assert hint.index("ctcnet train") < hint.index("scripts/")  # the pip user's path comes first
+
+
 def test_python_dash_m_entry_point():
     proc = subprocess.run(
         [sys.executable, "-m", "ctcnet", "eval", "--data", "/nonexistent", "--checkpoint", "x"],
@@ -108,6 +120,7 @@ def test_eval_prints_table_and_writes_outputs(tmp_path, tiny_ckpt, capsys):
     )
     assert code == 0, err
     assert "bicubic" in out and "model" in out and "PSNR" in out and "2 images" in out
+    assert "95% CI" in out and "paired bootstrap" in out
     csv = (tmp_path / "e" / "per_image.csv").read_text().splitlines()
     assert csv[0] == "name,psnr,ssim,bicubic_psnr,bicubic_ssim" and len(csv) == 3
     strip = Image.open(tmp_path / "e" / "compare" / "0.png")
@@ -117,6 +130,46 @@ def test_eval_prints_table_and_writes_outputs(tmp_path, tiny_ckpt, capsys):
         capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data, "--protocol", "dic"
     )
     assert code == 0 and "'dic'" in out
+
+
+def test_eval_out_keeps_face_jpg_and_face_png_apart(tmp_path, tiny_ckpt, capsys):
+    data = faces(tmp_path / "d", n=2)
+    (data / "0.png").rename(data / "face.png")
+    Image.open(data / "1.png").save(data / "face.jpg", quality=95)
+    (data / "1.png").unlink()
+    code, _, err = run(capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data,
+                       "--out", tmp_path / "e")
+    assert code == 0, err
+    for folder in ("sr", "compare"):
+        assert sorted(p.name for p in (tmp_path / "e" / folder).iterdir()) == [
+            "face_jpg.png", "face_png.png"]
+    # the two SR images are of two different inputs (JPEG changed the pixels), not one copy
+    jpg, png = (np.asarray(Image.open(tmp_path / "e" / "sr" / n)) for n in
+                ("face_jpg.png", "face_png.png"))
+    assert not np.array_equal(jpg, png)
+
+
+def test_output_names_are_distinct_even_ignoring_case():
+    from ctcnet.evaluate import output_names
+
+    names = ["a/x.jpg", "b/x.jpg", "face.jpg", "face.png", "Face.PNG", "face_jpg.png", "solo.bmp"]
+    out = output_names(names)
+    assert len({n.lower() for n in out}) == len(names)
+    assert out[:2] == ["a/x.png", "b/x.png"]  # different folders do not clash
+    assert out[-1] == "solo.png" and out[-2] == "face_jpg.png"  # a real name keeps its name
+    assert all(n.endswith(".png") for n in out)
+    assert output_names(names) == out  # deterministic
+
+
+def test_eval_precision_flag(tmp_path, tiny_ckpt, capsys):
+    data = faces(tmp_path / "d", n=2)
+    code, out, err = run(capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data,
+                         "--precision", "bf16")
+    assert code == 0, err
+    assert "precision: bf16" in out and "2 images" in out
+    code, _, err = run(capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data,
+                       "--precision", "fp16", "--device", "cpu")
+    assert_one_line_error(code, err, "fp16")
 
 
 def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
@@ -134,7 +187,7 @@ def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
     (tmp_path / "file").write_text("x")
     cases = [
         ([tmp_path / "nope.pt", data], [], "checkpoint not found"),
-        ([tmp_path / "junk.pt", data], [], "cannot read checkpoint"),
+        ([tmp_path / "junk.pt", data], [], "not a PyTorch checkpoint"),
         ([tmp_path / "other.pt", data], [], "fit preset 'reduced'"),
         ([tmp_path / "missing.pt", data], [], "1 missing (tail.bias)"),
         ([tiny_ckpt, tmp_path / "nowhere"], [], "evaluation folder not found"),
@@ -224,6 +277,28 @@ def test_export_strips_the_optimizer(tmp_path, capsys):
     code, _, err = run(capsys, "export", tmp_path / "nope.pt", tmp_path / "w" / "n.pt")
     assert_one_line_error(code, err, "checkpoint not found")
     assert not (tmp_path / "w" / "n.pt").exists()
+
+
+def test_export_into_a_folder_is_refused_in_one_line(tmp_path, tiny_ckpt, capsys):
+    (tmp_path / "folder").mkdir()
+    code, _, err = run(capsys, "export", tiny_ckpt, tmp_path / "folder")
+    assert_one_line_error(code, err, "is a folder")
+    assert "Errno" not in err and list((tmp_path / "folder").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "content", [b"hello\nthis is text\n", b"e", b'{"a": 1}\n', b""],
+    ids=["text", "one-letter", "json", "empty"],
+)
+def test_text_file_as_checkpoint_says_it_is_not_a_checkpoint(tmp_path, capsys, content):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    for argv in (["eval", "--checkpoint", notes, "--data", faces(tmp_path / "d", n=1)],
+                 ["upscale", tmp_path / "d" / "0.png", "--checkpoint", notes, "-o", tmp_path / "o"],
+                 ["export", notes, tmp_path / "x.pt"]):
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, "not a PyTorch checkpoint" if content else "empty")
+        assert "101" not in err and "pop from empty list" not in err and "weights_only" not in err
 
 
 def test_data_prepare_bad_inputs(tmp_path, capsys):

@@ -1,14 +1,29 @@
-"""The reference checkpoint layout, the golden fixtures and the export round trip."""
+"""The reference checkpoint layout, the golden fixtures (tests/fixtures) and the export round
+trip. Nothing here skips: the fixtures are part of the repository."""
 
 from __future__ import annotations
+
+import collections
+import hashlib
+import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
-from golden import manifest, reference_weights, require_fixtures
+from golden import FIXTURES, manifest, reference_weights
 
 import ctcnet
-from ctcnet.official import CheckpointError, official_layout
+from ctcnet.checkpoint import CheckpointError, load_model
+from ctcnet.official import official_layout
+
+
+def test_golden_fixture_files_match_their_recorded_sha256():
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    recorded = dict(re.findall(r"^\| `([\w.]+)` \| `([0-9a-f]{64})` \|$", readme, re.MULTILINE))
+    assert len(recorded) == 5
+    for name, digest in recorded.items():
+        assert hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest() == digest, name
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +47,7 @@ def test_layout_matches_reference_manifest_key_for_key():
     [("golden_io.npz", False, 5e-7), ("golden_io_strong.npz", True, 1e-3)],
 )
 def test_golden_fixture_reproduced(fixture, strong, tolerance):
-    data = np.load(require_fixtures() / fixture)
+    data = np.load(FIXTURES / fixture)
     model = ctcnet.load_official_checkpoint(reference_weights(strong))
     with torch.no_grad():
         output = model(torch.from_numpy(data["input"]))
@@ -104,8 +119,14 @@ def test_unreadable_checkpoints_give_one_line_errors(tmp_path):
         ctcnet.load_official_checkpoint(tmp_path / "absent.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"this is not a torch file")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint") as info:
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint") as info:
         ctcnet.load_official_checkpoint(corrupt)
+    assert "\n" not in str(info.value)
+    truncated = tmp_path / "truncated.pth"
+    torch.save({"head.weight": torch.zeros(3, 3)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
+        ctcnet.load_official_checkpoint(truncated)
     assert "\n" not in str(info.value)
     with pytest.raises(CheckpointError, match="dict of tensors"):
         ctcnet.load_official_checkpoint([1, 2, 3])
@@ -114,3 +135,30 @@ def test_unreadable_checkpoints_give_one_line_errors(tmp_path):
 def test_reference_layout_needs_every_module():
     with pytest.raises(CheckpointError, match="every module"):
         ctcnet.export_official_state_dict(ctcnet.build_model("tiny", use_fsau=False))
+
+
+@pytest.mark.parametrize("content", [b"101 lines of notes\n", b"e", b"{}"])
+def test_text_file_as_checkpoint_is_named_not_a_checkpoint_by_the_api(tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    for load in (ctcnet.load_official_checkpoint, load_model):
+        with pytest.raises(CheckpointError, match="not a PyTorch checkpoint") as info:
+            load(path)
+        assert "\n" not in str(info.value) and "weights_only" not in str(info.value)
+
+
+def test_checkpoint_holding_python_objects_is_refused_without_running_it(tmp_path):
+    path = tmp_path / "pickled.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"head.weight": torch.zeros(1), "hook": collections.Counter()}, f, protocol=4)
+    with pytest.raises(CheckpointError, match="holds Python objects") as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message and "weights_only" not in message
+
+
+def test_checkpoint_error_is_one_class_wherever_it_is_imported():
+    from ctcnet.official import CheckpointError as from_official
+
+    assert ctcnet.CheckpointError is CheckpointError is from_official
+    assert issubclass(CheckpointError, ValueError)
