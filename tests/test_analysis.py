@@ -1,7 +1,7 @@
 """ctcnet.analysis: FLOP conventions, receptive fields, LAM / captum attributions, attention maps.
 
-Every numeric check is against a closed form written out here or a number measured with the
-real tools (CTCNET_SPEC.md section 12.1).
+Every numeric check is against a closed form written out here, an independent count (module by
+module, class by class) or a number measured with the real tools (benchmarks/flop_counters.md).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -19,7 +21,18 @@ from torch import nn
 import ctcnet
 from ctcnet import analysis as A
 from ctcnet.analysis import attribution, cost
-from ctcnet.model import MDTA, ChannelAttention
+from ctcnet.analysis.receptive_field import ReceptiveFieldError, trace_receptive_fields
+from ctcnet.model import (
+    FRM,
+    FSAU,
+    LGCM,
+    MDTA,
+    ChannelAttention,
+    CTCNetConfig,
+    Downsample,
+    LayerNorm2d,
+    TransformerBlock,
+)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +200,7 @@ def test_erf_radius_of_a_delta_and_a_ring():
 def test_theoretical_rf_matches_the_hand_count():
     for preset in ("official", "tiny"):
         cfg = ctcnet.PRESETS[preset]
-        df = A.theoretical_receptive_field(cfg).set_index("stage")
+        df = A.theoretical_receptive_field(cfg).set_index("unit")
         # head 3; local blocks 2 x 10; FSAU hourglass of depth D: 6 * 2^D - 2; 4 per TB
         expected = 3 + 20 + (6 * 2**cfg.fsau_depth - 2) + 4 * cfg.encoder_blocks[0]
         assert df.loc["encoder.0", "rf"] == expected
@@ -195,6 +208,235 @@ def test_theoretical_rf_matches_the_hand_count():
         assert not df.loc["head", "global_context"]
         assert df.loc["downsample.2", "scale"] == 0.125
         assert df["rf"].is_monotonic_increasing
+
+
+def test_receptive_field_rules_on_small_networks():
+    def field(module, shape=(1, 2, 16, 16)):
+        return trace_receptive_fields(module.to("meta"), torch.zeros(shape, device="meta"))[1]
+
+    def conv(k=3, stride=1, channels=2):
+        return nn.Conv2d(channels, channels, k, stride=stride, padding=k // 2)
+
+    def size_and_jump(module, shape=(1, 2, 16, 16)):
+        r = field(module, shape)
+        return r.size, r.jump
+
+    assert size_and_jump(nn.Sequential(conv(), conv(), conv())) == (7, 1)
+    assert size_and_jump(nn.Sequential(conv(3, 2), conv())) == (3 + 2 * 2, 2)
+    # a 6x6 stride-2 transposed conv: each output receives ceil(6 / 2) = 3 inputs per axis
+    assert size_and_jump(nn.ConvTranspose2d(2, 2, 6, stride=2, padding=2)) == (3, Fraction(1, 2))
+    # unshuffle (2 taps, jump 2), 3x3 conv at jump 2 (+4), shuffle back to jump 1
+    shuffle = nn.Sequential(nn.PixelUnshuffle(2), conv(channels=8), nn.PixelShuffle(2))
+    assert size_and_jump(shuffle) == (6, 1)
+    assert size_and_jump(nn.AvgPool2d(2)) == (2, 2)
+    assert size_and_jump(nn.Upsample(scale_factor=2, mode="bilinear")) == (2, Fraction(1, 2))
+    assert size_and_jump(nn.Upsample(scale_factor=2, mode="nearest")) == (1, Fraction(1, 2))
+    # global operators set the flag and leave the local reach alone
+    assert not field(nn.Sequential(conv(), conv())).global_context
+    squeeze = field(ChannelAttention(2, 1))
+    assert squeeze.global_context and squeeze.size == 1
+    mdta = field(MDTA(4, 2), (1, 4, 8, 8))  # 1x1, depth-wise 3x3, attention over all pixels
+    assert mdta.global_context and mdta.size == 3
+    norm = field(LayerNorm2d(2))  # normalises the channels of each pixel: local
+    assert not norm.global_context and norm.size == 1
+
+    class Softmax(nn.Module):  # softmax over the flattened pixels or over the channels
+        def __init__(self, dim):
+            super().__init__()
+            self.dim = dim
+
+        def forward(self, x):
+            return x.flatten(2).softmax(self.dim).reshape(x.shape)
+
+    assert field(Softmax(-1)).global_context
+    assert not field(Softmax(1)).global_context
+
+
+def test_receptive_field_refuses_an_operator_without_a_rule():
+    class Flip(nn.Module):
+        def forward(self, x):
+            return x.flip(-1)
+
+    with pytest.raises(ReceptiveFieldError, match="flip"):
+        trace_receptive_fields(Flip(), torch.zeros(1, 1, 8, 8, device="meta"))
+
+
+def test_theoretical_rf_refuses_an_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        A.theoretical_receptive_field("huge")
+
+
+# ------------------------------------------------------------------------------------------
+# The model's own units drive every grouping
+# ------------------------------------------------------------------------------------------
+
+
+def _meta_model(preset_or_config, **overrides):
+    with torch.device("meta"):
+        if isinstance(preset_or_config, CTCNetConfig):
+            return ctcnet.CTCNet(preset_or_config).eval()
+        return ctcnet.build_model(preset_or_config, **overrides).eval()
+
+
+VARIANTS = [
+    ("official", {}),
+    ("reduced", {}),
+    ("tiny", {}),
+    ("tiny", {"use_mffu": False}),
+    ("tiny", {"use_fsau": False, "use_transformer": False}),
+    ("tiny", {"num_frm": 0}),
+]
+
+
+@pytest.mark.parametrize("preset,overrides", VARIANTS)
+def test_units_partition_every_parameter_and_flop(preset, overrides):
+    model = _meta_model(preset, **overrides)
+    paths = [u.path for u in model.units(parts=True)]
+    assert len(set(paths)) == len(paths)
+    for name, _ in model.named_parameters():
+        assert sum(name.startswith(path + ".") for path in paths) == 1, name
+    assert "other" not in set(cost.count_params(model)["module"])
+    assert "other" not in set(cost.count_params(model, by="module")["module"])
+    side = model.min_input_size
+    flops = cost.flops_by_module(model, (1, 3, side, side), by="paper")
+    assert "other" not in set(flops["module"])
+
+
+def test_units_are_listed_in_call_order_with_their_scale():
+    model = _meta_model("tiny")
+    units = model.units()
+    called, scales = [], {}
+
+    def hook_for(path):
+        def hook(module, inputs, output):
+            called.append(path)
+            scales[path] = output.shape[-1] / 32
+
+        return hook
+
+    handles = [u.module.register_forward_hook(hook_for(u.path)) for u in units]
+    try:
+        model(torch.zeros(1, 3, 32, 32, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    # every unit but the shared resamplers (used through methods) runs once, in listed order
+    assert called == [u.path for u in units if u.scale is not None]
+    assert all(u.scale == scales[u.path] for u in units if u.scale is not None)
+
+
+class Refined(ctcnet.CTCNet):
+    """CTCNet with one more convolution that ``units()`` does not know about."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.refine = nn.Conv2d(config.in_channels, config.in_channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.refine(super().forward(x))
+
+
+def test_a_module_outside_the_units_is_reported_as_other_not_dropped():
+    model = Refined(ctcnet.PRESETS["tiny"]).eval()
+    params = cost.count_params(model).set_index(["module", "part"])["params"]
+    assert params[("other", "refine")] == 3 * 3 * 9 + 3
+    assert params.iloc[:-1].sum() == sum(p.numel() for p in model.parameters())
+    flops = cost.flops_by_module(model, (1, 3, 32, 32), by="paper").set_index("module")["flops"]
+    assert flops["other"] == 2 * 3 * 32 * 32 * 3 * 9
+    table = cost.compare_conventions(model, (1, 3, 32, 32)).set_index("module")
+    assert table.loc["other", "fvcore_gmac"] == pytest.approx(3 * 32 * 32 * 3 * 9 / 1e9)
+
+
+# A configuration that is no preset: other widths, depths and heads, a stage without
+# Transformer blocks, two FRMs with shallow hourglasses, and no MFFU.
+ODD = CTCNetConfig(base_width=12, encoder_blocks=(2, 0, 1), decoder_blocks=(0, 1, 2),
+                   heads=(3, 2, 4), ffn_expansion=2.0, fsau_width=6, fsau_depth=1,
+                   frm_fsau_depth=1, num_frm=2, ca_reduction=4, use_mffu=False)
+
+
+def test_cost_groups_of_a_config_that_is_not_a_preset():
+    model = ctcnet.CTCNet(ODD).eval()
+
+    def params_of(modules):
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    def inside(containers, kind):
+        return [m for c in containers for m in c.modules() if isinstance(m, kind)]
+
+    lgcms = [m for m in model.modules() if isinstance(m, LGCM)]
+    frms = [m for m in model.modules() if isinstance(m, FRM)]
+    assert len(lgcms) == 6 and len(frms) == 2
+    params = cost.count_params(model).set_index(["module", "part"])["params"]
+    blocks = params_of(inside(lgcms, TransformerBlock))
+    fsaus = params_of(inside(lgcms, FSAU))
+    assert params[("LGCM", "Transformer blocks")] == blocks
+    assert params[("LGCM", "FSAU")] == fsaus
+    assert params[("LGCM", "local blocks")] == params_of(lgcms) - blocks - fsaus
+    assert params.xs("FRM").sum() == params_of(frms)
+    assert params[("Downsampling", "")] == params_of(inside([model], Downsample))
+    assert not {"MFFU", "other"} & set(params.index.get_level_values(0))
+
+    side = 32
+    flops = cost.flops_by_module(model, (1, 3, side, side), by="paper")
+    by_module = flops.set_index(["module", "part"])["flops"]
+    c3 = ODD.widths[2]
+    frm_flops = sum(cost.count_flops(f, (1, c3, side // 8, side // 8)) for f in frms)
+    assert by_module.xs("FRM").sum() == frm_flops
+    assert "other" not in set(flops["module"])
+    assert flops["flops"].iloc[:-1].sum() == cost.count_flops(model, (1, 3, side, side))
+
+
+def test_receptive_fields_of_a_config_that_is_not_a_preset():
+    trf = A.theoretical_receptive_field(ODD).set_index("unit")
+    assert list(trf.index) == [
+        "head", "encoder.0", "downsample.0", "encoder.1", "downsample.1", "encoder.2",
+        "downsample.2", "bottleneck.0", "bottleneck.1", "upsample.0", "decoder.0",
+        "upsample.1", "decoder.1", "upsample.2", "decoder.2", "tail",
+    ]
+
+    def lgcm(blocks):  # two local blocks (10 each), FSAU of depth 1 (6 * 2 - 2), 4 per block
+        return 20 + (6 * 2**ODD.fsau_depth - 2) + 4 * blocks
+
+    down = 2 + 2 * 2  # 3x3 stride 2, then 3x3 at twice the jump
+    e0 = 3 + lgcm(2)
+    e1 = e0 + down + 2 * lgcm(0)
+    e2 = e1 + 2 * down + 4 * lgcm(1)
+    assert trf.loc[["encoder.0", "encoder.1", "encoder.2"], "rf"].tolist() == [e0, e1, e2]
+    model = ctcnet.CTCNet(ODD)
+    scales = {u.path: u.scale for u in model.units()}
+    assert all(trf.loc[path, "scale"] == scales[path] for path in trf.index)
+    assert trf["global_context"].tolist() == [False] + [True] * (len(trf) - 1)
+    assert trf["rf"].is_monotonic_increasing
+
+
+def test_flop_conventions_match_the_real_thop_and_fvcore_on_tiny():
+    """Dev-only drift check of our re-implementations against the packages themselves."""
+    import copy
+    import io
+    import logging
+    import warnings
+    from contextlib import redirect_stdout
+    from importlib import metadata
+
+    thop = pytest.importorskip(
+        "thop", reason="dev-only check: pip install thop==0.1.1.post2209072238 to run it")
+    fvcore_nn = pytest.importorskip(
+        "fvcore.nn", reason="dev-only check: pip install fvcore==0.1.5.post20221221 to run it")
+    versions = f"thop {metadata.version('thop')}, fvcore {metadata.version('fvcore')}"
+    torch.manual_seed(0)
+    model = ctcnet.build_model("tiny").eval()
+    shape = (1, 3, 32, 32)
+    x = torch.rand(shape) * 2 - 1
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        macs, params = thop.profile(copy.deepcopy(model), inputs=(x,), verbose=False)
+        analysis = fvcore_nn.FlopCountAnalysis(copy.deepcopy(model), (x,))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        fvcore_total = int(analysis.total())
+    ours = cost.thop_style_flops(model, shape)
+    assert (ours.total, ours.params) == (int(macs), int(params)), versions
+    assert cost.fvcore_style_macs(model, shape).total == fvcore_total, versions
 
 
 # ------------------------------------------------------------------------------------------

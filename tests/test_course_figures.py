@@ -48,3 +48,24 @@ def test_draw_dataflow(mffu):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "8x64x64" in texts and "3x64x64" in texts
     matplotlib.pyplot.close(fig)
+
+
+def _dashed_arrows(ax):
+    return [t for t in ax.texts
+            if getattr(t, "arrow_patch", None) is not None and t.arrow_patch.get_linestyle() == "--"]
+
+
+def test_draw_dataflow_of_a_config_that_is_not_a_preset_has_a_box_per_unit():
+    for overrides, n_skips in (({"num_frm": 3, "use_mffu": False}, 3), ({"num_frm": 0}, 9)):
+        model = build_model("tiny", **overrides)
+        traced = trace_units(model, size=64)
+        fig = draw_dataflow(model, size=64)
+        ax = fig.axes[0]
+        assert len(ax.patches) == len(traced) == len(model.units()) - (model.fusion is not None)
+        # one dashed arrow per U-Net skip, or every encoder scale into every MFFU
+        assert len(_dashed_arrows(ax)) == n_skips
+        labels = {t.get_text() for t in ax.texts}
+        n_frm = overrides["num_frm"]
+        assert {f"FRM {i}" for i in range(n_frm)} <= labels and f"FRM {n_frm}" not in labels
+        assert ("MFFU 0" in labels) == (model.fusion is not None)
+        matplotlib.pyplot.close(fig)

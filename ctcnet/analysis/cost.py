@@ -1,24 +1,32 @@
 """Cost of CTCNet: parameters, FLOPs under three counting conventions, scaling and timing.
 
 Why three conventions? Papers quote "FLOPs" computed by different tools, and on CTCNet the tools
-disagree by 1.6x (``CTCNET_SPEC.md`` section 12, ``ANCHORS.md`` section 4.3):
+disagree by 1.6x (``benchmarks/flop_counters.md`` runs all of them):
 
 * :func:`count_flops` is the ground truth used in this project: PyTorch's
   :class:`torch.utils.flop_counter.FlopCounterMode` intercepts every ATen operator and counts
   **FLOPs = 2 x multiply-accumulates (MACs)** for convolutions (transposed ones included) and
   matrix products. Element-wise work (activations, normalisation, softmax) counts 0.
   Official CTCNet at ``1x3x128x128``: 59,950,977,280 FLOPs = 29.98 GMAC.
-* :func:`fvcore_style_macs` re-implements the convention of fvcore's ``FlopCountAnalysis``
-  (Meta Research, 2019-2022): **MACs** (fvcore calls them "flops") for convolutions and matrix
-  products, plus small rules for BatchNorm, adaptive average pooling and up-sampling. 30.01 G.
-* :func:`thop_style_flops` re-implements the convention of THOP (``thop`` 0.1.1, L. Zhu,
+* :func:`fvcore_style_macs` re-implements the convention of fvcore 0.1.5's
+  ``FlopCountAnalysis`` (Meta Research): **MACs** (fvcore calls them "flops") for convolutions
+  and matrix products, plus small rules for BatchNorm, adaptive average pooling and
+  up-sampling. 30.01 G.
+* :func:`thop_style_flops` re-implements the convention of THOP 0.1.1 (``thop``, L. Zhu,
   "pytorch-OpCounter"): forward hooks on ``nn.Module`` types only. It misses everything done
   functionally (``q @ k^T``, ``F.interpolate``, the custom LayerNorm) but counts a
   ``ConvTranspose2d`` on its *output* grid, which is ``stride^2 = 4x`` too much. 47.23 G MAC,
   close to the ~47 G quoted in the CTCNet paper (Gao et al., IEEE TIP 2023).
 
 Both re-implementations are written from the documented rules of those tools, not copied; the
-script ``benchmarks/flop_counters.py`` compares them with the real packages.
+versions whose conventions they follow are :data:`FVCORE_CONVENTION` and :data:`THOP_CONVENTION`.
+The script ``benchmarks/flop_counters.py`` compares them with the real packages on the official
+model, and a development test (``tests/test_analysis.py``, skipped when the packages are absent)
+on ``tiny``, to catch drift of either side.
+
+Every table here is grouped by :meth:`ctcnet.model.CTCNet.units`, the model's own list of the
+boxes of the paper's Fig. 2: whatever lies outside every unit is reported as ``other``, never
+dropped.
 
 Cost also depends on the input size: :func:`scaling_table` counts FLOPs per size (and optionally
 measures latency and memory), and :func:`mdta_flops` / :func:`spatial_attention_flops` give the
@@ -46,6 +54,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
+    "FVCORE_CONVENTION",
+    "THOP_CONVENTION",
     "paper_group",
     "count_params",
     "count_flops",
@@ -62,63 +72,45 @@ __all__ = [
     "profile_modules",
 ]
 
-#: ModuleLists / Sequentials of :class:`ctcnet.model.CTCNet` whose elements are top-level units.
-_INDEXED = ("encoder", "decoder", "downsample", "upsample", "fusion", "bottleneck")
+#: fvcore release whose ``FlopCountAnalysis`` handles :func:`fvcore_style_macs` follows.
+FVCORE_CONVENTION = "fvcore 0.1.5"
+#: THOP release whose ``thop.profile`` rules :func:`thop_style_flops` follows.
+THOP_CONVENTION = "thop 0.1.1"
+
+#: Row label for whatever lies outside every unit of ``model.units()``.
+OTHER = "other"
 
 
 # --------------------------------------------------------------------------------------------
-# Grouping module paths into the paper's modules
+# Grouping by the model's own units
 # --------------------------------------------------------------------------------------------
 
 
-def _top_level(name: str) -> str:
-    """``encoder.0.fsau.hourglass`` -> ``encoder.0``; ``resampler.e1_down`` -> ``resampler``."""
-    parts = name.split(".")
-    if parts[0] in _INDEXED and len(parts) > 1 and parts[1].isdigit():
-        return ".".join(parts[:2])
-    return parts[0]
+def _units(model: nn.Module, parts: bool) -> list:
+    """``model.units(parts=...)`` for a CTCNet; no units for any other model (everything is
+    then grouped under ``other`` by its first path component)."""
+    units = getattr(model, "units", None)
+    return list(units(parts=parts)) if callable(units) else []
 
 
-def paper_group(name: str) -> tuple[str, str]:
-    """Map a parameter or module path of :class:`ctcnet.model.CTCNet` to ``(module, part)`` of
-    the paper's Fig. 2 (Gao et al., IEEE TIP 2023).
+def _owner(path: str, units_by_path: dict) -> object | None:
+    """The unit whose path is ``path`` or a prefix of it (units are disjoint), else None."""
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        unit = units_by_path.get(".".join(parts[:end]))
+        if unit is not None:
+            return unit
+    return None
 
-    ========================================  ==========================================
-    path                                      (module, part)
-    ========================================  ==========================================
-    ``encoder.i.fsau`` / ``decoder.i.fsau``   ("LGCM", "FSAU")
-    ``encoder.i.transformer``                 ("LGCM", "Transformer blocks")
-    ``encoder.i.local_in`` / ``local_out``    ("LGCM", "local blocks")
-    ``bottleneck.i.fsau`` / ``.feu``          ("FRM", "FSAU") / ("FRM", "FEU")
-    ``bottleneck.i.local_*``                  ("FRM", "local blocks")
-    ``fusion.i.fuse`` / ``fusion.i.attention`` ("MFFU", "fusion convs") / ("MFFU", "CA")
-    ``resampler``                             ("MFFU", "resamplers")
-    ``downsample.i`` / ``upsample.i``         ("Downsampling", "") / ("Upsampling", "")
-    ``head`` / ``tail``                       ("head+tail", "head") / ("head+tail", "tail")
-    ========================================  ==========================================
 
-    Anything else maps to ``("other", <first path component>)``.
-    """
-    parts = name.split(".")
-    first = parts[0]
-    sub = parts[2] if len(parts) > 2 else ""
-    if first in ("encoder", "decoder"):
-        part = {"fsau": "FSAU", "transformer": "Transformer blocks"}.get(sub, "local blocks")
-        return "LGCM", part
-    if first == "bottleneck":
-        part = {"fsau": "FSAU", "feu": "FEU"}.get(sub, "local blocks")
-        return "FRM", part
-    if first == "fusion":
-        return "MFFU", {"fuse": "fusion convs", "attention": "CA"}.get(sub, sub)
-    if first == "resampler":
-        return "MFFU", "resamplers"
-    if first == "downsample":
-        return "Downsampling", ""
-    if first == "upsample":
-        return "Upsampling", ""
-    if first in ("head", "tail"):
-        return "head+tail", first
-    return "other", first
+def paper_group(unit) -> tuple[str, str]:
+    """``(module, part)`` row label of one :class:`ctcnet.model.PaperUnit` in the cost tables:
+    ``(paper_name, part)``, e.g. ``("LGCM", "FSAU")``, ``("MFFU", "resamplers")``,
+    ``("Downsampling", "")``; the head and tail convolutions share the row group
+    ``("head+tail", "head")`` / ``("head+tail", "tail")``."""
+    if unit.stage in ("head", "tail"):
+        return "head+tail", unit.stage
+    return unit.paper_name, unit.part
 
 
 def _with_total(df: pd.DataFrame, value_columns: Sequence[str], label_column: str) -> pd.DataFrame:
@@ -133,12 +125,15 @@ def count_params(model: nn.Module, by: str = "paper") -> pd.DataFrame:
     Parameters
     ----------
     model : nn.Module
-        Normally a :class:`ctcnet.model.CTCNet`; other models fall back to first path components.
+        Normally a :class:`ctcnet.model.CTCNet`; for other models every parameter is grouped
+        under ``other`` by its first path component.
     by : {"paper", "module"}
-        ``"paper"``: one row per ``(module, part)`` of :func:`paper_group` (LGCM split into FSAU /
-        Transformer blocks / local blocks, FRM, MFFU split into fusion convs / resamplers / CA,
-        Downsampling, Upsampling, head+tail). ``"module"``: one row per top-level unit
-        (``head``, ``encoder.0``, ..., ``tail``).
+        ``"paper"``: one row per ``(module, part)`` of the units of ``model.units(parts=True)``
+        (:func:`paper_group`: LGCM split into FSAU / Transformer blocks / local blocks, FRM,
+        MFFU split into fusion convs / resamplers / CA, Downsampling, Upsampling, head+tail).
+        ``"module"``: one row per unit of ``model.units()`` (``head``, ``encoder.0``, ...,
+        ``tail``). A parameter outside every unit gets a row ``("other", <first path
+        component>)``; there is none in any CTCNet (a test checks).
 
     Returns
     -------
@@ -149,9 +144,14 @@ def count_params(model: nn.Module, by: str = "paper") -> pd.DataFrame:
     """
     if by not in ("paper", "module"):
         raise ValueError(f"by must be 'paper' or 'module', got {by!r}")
+    units = {u.path: u for u in _units(model, parts=by == "paper")}
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for name, p in model.named_parameters():
-        key = paper_group(name) if by == "paper" else (_top_level(name), "")
+        unit = _owner(name, units)
+        if unit is None:
+            key = (OTHER, name.split(".")[0]) if by == "paper" else (name.split(".")[0], "")
+        else:
+            key = paper_group(unit) if by == "paper" else (unit.path, "")
         counts[key] += p.numel()
     if by == "paper":
         rows = [{"module": m, "part": part, "params": n} for (m, part), n in counts.items()]
@@ -218,26 +218,6 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], device=None) -> in
     return int(_flop_counter(model, input_shape, device).get_total_flops())
 
 
-def _paper_units(model: nn.Module) -> list[str]:
-    """Disjoint module paths covering every computation of a CTCNet at the paper's granularity:
-    LGCM/FRM children, MFFU ``fuse``/``attention``, the resampler, down/upsamplers, head, tail."""
-    units = []
-    for name, _ in model.named_children():
-        child = model.get_submodule(name)
-        members = (
-            [f"{name}.{i}" for i, _ in enumerate(child)]
-            if isinstance(child, (nn.ModuleList, nn.Sequential)) and name in _INDEXED
-            else [name]
-        )
-        for member in members:
-            module = model.get_submodule(member)
-            if name in ("encoder", "decoder", "bottleneck", "fusion"):
-                units += [f"{member}.{c}" for c, _ in module.named_children()]
-            else:
-                units.append(member)
-    return units
-
-
 def _aggregate(per_path: dict[str, float], units: Iterable[str]) -> dict[str, float]:
     """Sum a dict keyed by (leaf) module path into the given disjoint unit prefixes."""
     out = {u: 0.0 for u in units}
@@ -259,10 +239,10 @@ def flops_by_module(
     model, input_shape, device
         As in :func:`count_flops`.
     depth : int
-        With ``by="module"``: 1 = top-level units (``head``, ``encoder.0``, ..., ``tail``),
-        2 = their children (``encoder.0.fsau``, ...), and so on.
+        With ``by="module"``: 1 = the units of ``model.units()`` (``head``, ``encoder.0``, ...,
+        ``tail``), 2 = their children (``encoder.0.fsau``, ...), and so on.
     by : {"module", "paper"}
-        ``"paper"`` groups the disjoint paper-level units with :func:`paper_group`
+        ``"paper"`` groups the units of ``model.units(parts=True)`` with :func:`paper_group`
         (LGCM/FSAU, LGCM/Transformer blocks, ..., MFFU/resamplers, ...); ``depth`` is ignored.
 
     Returns
@@ -271,7 +251,8 @@ def flops_by_module(
         Columns ``module`` (and ``part`` for ``"paper"``), ``flops``, ``macs`` (= flops/2),
         ``share``; last row ``total``. A module called several times (``resampler.e1_down``
         thrice, FRM ``local_mid`` twice) carries the sum of all its calls. If the rows do not
-        add up to the total (ops outside every listed module), an ``(unattributed)`` row is added.
+        add up to the total (ops outside every unit), an ``other`` row holds the difference;
+        there is none in any CTCNet (a test checks).
     """
     counter = _flop_counter(model, input_shape, device)
     total = int(counter.get_total_flops())
@@ -291,19 +272,20 @@ def flops_by_module(
 
     if by == "paper":
         groups: dict[tuple[str, str], int] = defaultdict(int)
-        for unit in _paper_units(model):
-            groups[paper_group(unit)] += inclusive(unit)
+        for unit in _units(model, parts=True):
+            groups[paper_group(unit)] += inclusive(unit.path)
         rows = [{"module": m, "part": p, "flops": v} for (m, p), v in groups.items()]
         columns = ["module", "part", "flops"]
     elif by == "module":
         if depth < 1:
             raise ValueError("depth must be >= 1")
+        units = {u.path: u for u in _units(model, parts=False)}
         rows = []
         for path, module in model.named_modules():
-            if not path or path in _INDEXED:
+            unit = _owner(path, units) if path else None
+            if unit is None:
                 continue
-            top = _top_level(path)
-            extra = path[len(top) :].lstrip(".")
+            extra = path[len(unit.path) :].lstrip(".")
             level = 1 + (len(extra.split(".")) if extra else 0)
             is_leaf = not any(True for _ in module.children())
             if level == depth or (level < depth and is_leaf):
@@ -316,7 +298,7 @@ def flops_by_module(
     df = pd.DataFrame(rows, columns=columns)
     missing = total - int(df["flops"].sum())
     if missing:
-        df = pd.concat([df, pd.DataFrame([{"module": "(unattributed)", "flops": missing}])])
+        df = pd.concat([df, pd.DataFrame([{"module": OTHER, "flops": missing}])])
         df = df.reset_index(drop=True)
     df["macs"] = df["flops"] // 2
     df["share"] = df["flops"] / max(total, 1)
@@ -442,8 +424,9 @@ def thop_style_flops(model: nn.Module, input_shape: Sequence[int], device=None) 
     Returns
     -------
     ConventionCount
-        Official CTCNet at ``(1, 3, 128, 128)``: 47,226,812,768 and 22,397,147 parameters
-        (``CTCNET_SPEC.md`` section 12.1, measured with the real thop).
+        Official CTCNet at ``(1, 3, 128, 128)``: 47,218,648,192 and 22,397,147 parameters, as
+        the real thop 0.1.1 reports (``benchmarks/flop_counters.md``); on the authors' code it
+        reports 47,226,812,768, because their pools are modules that thop hooks.
     """
     model, x = _prepare(model, input_shape, device)
     model.eval()
@@ -584,7 +567,9 @@ def fvcore_style_macs(model: nn.Module, input_shape: Sequence[int], device=None)
     Returns
     -------
     ConventionCount
-        Official CTCNet at ``(1, 3, 128, 128)``: 30,005,774,464 (``CTCNET_SPEC.md`` section 12.1).
+        Official CTCNet at ``(1, 3, 128, 128)``: 30,094,903,424, the number of the real fvcore
+        0.1.5 (``benchmarks/flop_counters.md``); 30,005,774,464 without the fused layer norm,
+        which the authors' code computes by hand (fvcore then skips it).
     """
     model, x = _prepare(model, input_shape, device)
     stack: list[str] = []
@@ -621,22 +606,30 @@ def compare_conventions(model: nn.Module, input_shape: Sequence[int]) -> pd.Data
     Returns
     -------
     pandas.DataFrame
-        Columns ``module, part, flopcounter_gmac, fvcore_gmac, thop_gmac, thop_over_true``;
-        last row ``total``.
+        Columns ``module, part, flopcounter_gmac, fvcore_gmac, thop_gmac, thop_over_true``, one
+        row per ``(module, part)`` of ``model.units(parts=True)``, an ``other`` row only if some
+        count lies outside every unit; last row ``total``.
     """
     true = flops_by_module(model, input_shape, by="paper")
     true = true[true["module"] != "total"]
-    units = _paper_units(model)
-    fv = fvcore_style_macs(model, input_shape).per_unit(units)
-    th = thop_style_flops(model, input_shape).per_unit(units)
+    units = _units(model, parts=True)
+    paths = [u.path for u in units]
+    counts = {"fvcore_gmac": fvcore_style_macs(model, input_shape),
+              "thop_gmac": thop_style_flops(model, input_shape)}
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for _, r in true.iterrows():
-        rows[(r["module"], r.get("part", ""))] = {"flopcounter_gmac": r["macs"] / 1e9}
-    for unit in units:
-        key = paper_group(unit)
-        row = rows.setdefault(key, {"flopcounter_gmac": 0.0})
-        row["fvcore_gmac"] = row.get("fvcore_gmac", 0.0) + fv[unit] / 1e9
-        row["thop_gmac"] = row.get("thop_gmac", 0.0) + th[unit] / 1e9
+        part = r.get("part", "")
+        rows[(r["module"], part if isinstance(part, str) else "")] = {
+            "flopcounter_gmac": r["macs"] / 1e9}
+    for column, count in counts.items():
+        per_unit = count.per_unit(paths)
+        for unit in units:
+            row = rows.setdefault(paper_group(unit), {"flopcounter_gmac": 0.0})
+            row[column] = row.get(column, 0.0) + per_unit[unit.path] / 1e9
+        outside = count.total - sum(per_unit.values())
+        if outside:
+            row = rows.setdefault((OTHER, ""), {"flopcounter_gmac": 0.0})
+            row[column] = row.get(column, 0.0) + outside / 1e9
     df = pd.DataFrame([{"module": m, "part": p, **v} for (m, p), v in rows.items()])
     df = df.fillna(0.0)
     df = _with_total(df, ["flopcounter_gmac", "fvcore_gmac", "thop_gmac"], "module")
@@ -842,10 +835,8 @@ def profile_modules(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     x = x.to(device)
-    units = set()
-    for name, _ in model.named_modules():
-        if name and _top_level(name) == name:
-            units.add(name)
+    units = {u.path for u in _units(model, parts=False)}
+    units = units or {name for name, _ in model.named_children()}
     times: dict[tuple[str, str], float] = defaultdict(float)
     calls: dict[tuple[str, str], int] = defaultdict(int)
     starts: dict[str, list[float]] = defaultdict(list)

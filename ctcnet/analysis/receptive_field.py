@@ -1,11 +1,13 @@
 """Receptive fields of CTCNet: theoretical (kernel/stride arithmetic) and effective (gradients).
 
-* :func:`theoretical_receptive_field` applies the usual receptive-field recurrence
-  (Araujo, Norris & Sim, "Computing receptive fields of convolutional neural networks",
-  Distill 2019) to the *convolutional* path of CTCNet. It is an upper bound on the local
-  support; the true receptive field is the whole image as soon as one global operator runs
-  (every channel attention's global average pool and every MDTA, whose ``C x C`` attention is
-  built from inner products over all pixels).
+* :func:`theoretical_receptive_field` runs the model's own forward pass on the meta device and
+  propagates the usual receptive-field recurrence (Araujo, Norris & Sim, "Computing receptive
+  fields of convolutional neural networks", Distill 2019) through every operator it calls, so
+  it follows whatever the model does (another config, an ablation, a new module) with no rule
+  per class. It reports the reach of the *local* path; the true receptive field is the whole
+  image as soon as one global operator runs (every channel attention's global average pool and
+  every MDTA, whose ``C x C`` attention is built from inner products over all pixels), which the
+  ``global_context`` column marks.
 * :func:`effective_receptive_field` measures the effective receptive field of Luo, Li, Urtasun &
   Zemel ("Understanding the effective receptive field in deep convolutional neural networks",
   NeurIPS 2016): the mean absolute gradient of one output pixel with respect to the input.
@@ -13,35 +15,24 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from ..model import (
-    FEU,
-    FRM,
-    FSAU,
-    GDFN,
-    LGCM,
-    MDTA,
-    CTCNet,
-    CTCNetConfig,
-    Downsample,
-    Hourglass,
-    HourglassConv,
-    LocalBlock,
-    ResidualUnit,
-    TransformerBlock,
-    Upsample,
-)
+from ..model import PRESETS, CTCNet, CTCNetConfig
 
 __all__ = [
     "theoretical_receptive_field",
+    "trace_receptive_fields",
+    "ReceptiveField",
     "ERFResult",
     "effective_receptive_field",
     "erf_radius",
@@ -49,195 +40,516 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# Theoretical receptive field
+# Theoretical receptive field: (size, jump) carried through the real forward pass
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _RF:
-    """Receptive field ``size`` (input pixels) and ``jump`` (input pixels between neighbouring
-    positions of this feature map) of one tensor."""
+class ReceptiveField:
+    """Theoretical receptive field of one tensor of a forward pass.
+
+    Attributes
+    ----------
+    size : side, in input pixels, of the square of input pixels that one position of this
+        tensor can depend on through local operators (convolutions, pools, resizes).
+    jump : input pixels between neighbouring positions of this tensor (1 / its scale).
+    global_context : True once a global operator (a mean, normalisation or product over all
+        pixels) lies on some path to this tensor: the true receptive field is then the whole
+        image. A global operator does not change ``size``: it is reported by this flag only, so
+        that ``size`` keeps measuring how far the local path reaches.
+    spatial : the tensor's dimensions that index pixels (``(2, 3)`` for ``N x C x H x W``;
+        reshapes and permutations move them, e.g. MDTA's ``N x heads x C/heads x HW`` has
+        ``(3,)``). An operator that mixes values along one of them is global.
+    """
 
     size: Fraction
     jump: Fraction
     global_context: bool = False
+    spatial: tuple[int, ...] = (2, 3)
 
-    def conv(self, k: int, stride: int = 1, dilation: int = 1) -> _RF:
-        return _RF(self.size + (k - 1) * dilation * self.jump, self.jump * stride,
-                   self.global_context)
+    def local(self, taps: int, jump_factor: Fraction, tap_spacing: Fraction | None = None,
+              spatial: tuple[int, ...] | None = None) -> ReceptiveField:
+        """After an operator whose output position reads ``taps`` input positions per axis,
+        ``tap_spacing`` input jumps apart (default 1), and whose jump is ``jump_factor`` times
+        the input's: ``size += (taps - 1) * spacing * jump``, ``jump *= jump_factor``."""
+        spacing = Fraction(1) if tap_spacing is None else tap_spacing
+        return replace(self, size=self.size + (taps - 1) * spacing * self.jump,
+                       jump=self.jump * jump_factor,
+                       spatial=self.spatial if spatial is None else spatial)
 
-    def conv_transpose(self, k: int, stride: int) -> _RF:
-        # each output of a transposed conv sees ceil(k / stride) input positions per axis
-        taps = math.ceil(k / stride)
-        return _RF(self.size + (taps - 1) * self.jump, self.jump / stride, self.global_context)
-
-    def upsample(self, factor: int, taps: int = 1) -> _RF:
-        # nearest: one input tap per output; bilinear: two
-        return _RF(self.size + (taps - 1) * self.jump, self.jump / factor, self.global_context)
-
-    def globalised(self) -> _RF:
-        return _RF(self.size, self.jump, True)
+    def globalised(self) -> ReceptiveField:
+        return replace(self, global_context=True)
 
 
-def _max(*fields: _RF) -> _RF:
-    return _RF(max(f.size for f in fields), min(f.jump for f in fields),
-               any(f.global_context for f in fields))
+def _merge(fields: Sequence[ReceptiveField], spatial: tuple[int, ...]) -> ReceptiveField:
+    """Several inputs combined position by position (sum, product, concatenation): the largest
+    reach, the finest jump, global if any input is."""
+    return ReceptiveField(max(f.size for f in fields), min(f.jump for f in fields),
+                          any(f.global_context for f in fields), spatial)
 
 
-def _k(conv: nn.Module) -> int:
-    return conv.kernel_size[0]
+class ReceptiveFieldError(TypeError):
+    """An operator of the forward pass for which no receptive-field rule exists."""
 
 
-def _s(conv: nn.Module) -> int:
-    return conv.stride[0]
+def _arg(args: Sequence, kwargs: dict, index: int, name: str, default=None):
+    return args[index] if len(args) > index else kwargs.get(name, default)
 
 
-def _rf_module(m: nn.Module, r: _RF) -> _RF:
-    """RF after module ``m`` (only the classes of :mod:`ctcnet.model` are understood)."""
-    if isinstance(m, nn.Conv2d):
-        return r.conv(_k(m), _s(m))
-    if isinstance(m, nn.ConvTranspose2d):
-        return r.conv_transpose(_k(m), _s(m))
-    if isinstance(m, ResidualUnit):  # a*x + b*conv(PReLU(conv(x)))
-        return _max(r, _rf_module(m.conv_expand, _rf_module(m.conv_reduce, r)))
-    if isinstance(m, LocalBlock):  # RU, RU, 1x1 fuse, CA (global), 3x3
-        r1 = _rf_module(m.unit1, r)
-        r2 = _rf_module(m.unit2, r1)
-        f = _rf_module(m.fuse, _max(r1, r2)).globalised()
-        return _max(r, _rf_module(m.conv_out, f))
-    if isinstance(m, HourglassConv):
-        if m.upsample:
-            r = r.upsample(2)
-        return r.conv(_k(m.conv), _s(m.conv))
-    if isinstance(m, Hourglass):
-        skipped = []
-        for skip, down in zip(m.skips, m.downs):
-            skipped.append(_rf_module(skip, r))
-            r = _rf_module(down, r)
-        r = _rf_module(m.bottom, r)
-        for level in range(len(m.ups) - 1, -1, -1):
-            r = _max(_rf_module(m.ups[level], r), skipped[level])
+def _square(value, what: str) -> int:
+    """One int from an int or a per-axis pair; the recurrence here is for square windows."""
+    if isinstance(value, (tuple, list, torch.Size)):
+        if len(set(value)) != 1:
+            raise ReceptiveFieldError(f"{what} {tuple(value)} is not the same on both axes")
+        value = value[0]
+    return int(value)
+
+
+def _dim(dim: int, ndim: int) -> int:
+    return dim + ndim if dim < 0 else dim
+
+
+def _image_input(x: torch.Tensor, r: ReceptiveField, name: str) -> None:
+    if r.spatial != (x.ndim - 2, x.ndim - 1):
+        raise ReceptiveFieldError(f"{name} applied to a tensor whose pixel dims are {r.spatial}")
+
+
+def _conv(args, kwargs, out, fields):
+    x, weight = args[0], args[1]
+    r = fields[0][1]
+    _image_input(x, r, "conv2d")
+    k = _square(weight.shape[-2:], "kernel")
+    stride = _square(_arg(args, kwargs, 3, "stride", 1), "stride")
+    dilation = _square(_arg(args, kwargs, 5, "dilation", 1), "dilation")
+    return r.local(k, Fraction(stride), tap_spacing=Fraction(dilation))
+
+
+def _conv_transpose(args, kwargs, out, fields):
+    x, weight = args[0], args[1]
+    r = fields[0][1]
+    _image_input(x, r, "conv_transpose2d")
+    k = _square(weight.shape[-2:], "kernel")
+    stride = _square(_arg(args, kwargs, 3, "stride", 1), "stride")
+    if _square(_arg(args, kwargs, 7, "dilation", 1), "dilation") != 1:
+        raise ReceptiveFieldError("dilated transposed convolutions are not supported")
+    # each output of a k x k stride-s transposed conv receives ceil(k / s) inputs per axis
+    return r.local(math.ceil(k / stride), Fraction(1, stride))
+
+
+def _pool(args, kwargs, out, fields):
+    x, r = args[0], fields[0][1]
+    _image_input(x, r, "pooling")
+    k = _square(_arg(args, kwargs, 1, "kernel_size"), "kernel")
+    stride = _arg(args, kwargs, 2, "stride", None)
+    stride = k if stride is None or stride == [] or stride == () else _square(stride, "stride")
+    dilation = _square(kwargs.get("dilation", 1), "dilation")
+    return r.local(k, Fraction(stride), tap_spacing=Fraction(dilation))
+
+
+def _adaptive_pool(args, kwargs, out, fields):
+    x, r = args[0], fields[0][1]
+    _image_input(x, r, "adaptive pooling")
+    if tuple(out.shape[-2:]) == tuple(x.shape[-2:]):
         return r
-    if isinstance(m, FSAU):  # a * sigmoid(conv3x3(CA(HG(a)) + proj(a)))
-        h = _max(_rf_module(m.hourglass, r).globalised(), r)
-        return _max(r, _rf_module(m.to_map, h))
-    if isinstance(m, MDTA):  # 1x1, depth-wise 3x3, channel attention (global), 1x1
-        return _rf_module(m.qkv_dwconv, r).globalised()
-    if isinstance(m, GDFN):
-        return _rf_module(m.dwconv, r)
-    if isinstance(m, TransformerBlock):
-        r = _max(r, _rf_module(m.attn, r))
-        return _max(r, _rf_module(m.ffn, r))
-    if isinstance(m, LGCM):
-        y = _rf_module(m.local_in, r)
-        if m.fsau is not None:
-            y = _rf_module(m.fsau, y)
-        y = _rf_module(m.local_out, y)
-        if m.transformer is not None:
-            for block in m.transformer:
-                y = _rf_module(block, y)
-        return _max(y, r)
-    if isinstance(m, FEU):
-        low = r.conv(2, 2)  # 2x2 average pool
-        up_low = low.upsample(2, taps=2)  # bilinear back to full size
-        high = _max(r, up_low)
-        low1 = _rf_module(m.low_branch, low)
-        high1 = _rf_module(m.high_branch, high)
-        z = _max(low1.upsample(2, taps=2), high1)
-        y_high = _rf_module(m.high_branch, z)
-        y_low = _rf_module(m.low_branch, low1).upsample(2, taps=2)
-        return _max(_max(y_low, y_high), r)
-    if isinstance(m, FRM):
-        a = _rf_module(m.local_in, r)
-        if m.fsau is not None:
-            a = _rf_module(m.fsau, a)
-        a = _rf_module(m.local_mid, a)
-        return _max(_rf_module(m.local_mid, _rf_module(m.feu, a)), r)
-    if isinstance(m, (Downsample, Upsample)):
-        return _rf_module(m.conv, _rf_module(m.resample, r))
-    if isinstance(m, nn.Sequential):
-        for child in m:
-            r = _rf_module(child, r)
-        return r
-    raise TypeError(f"no receptive-field rule for {type(m).__name__}")
+    if all(s == 1 for s in out.shape[-2:]):
+        return r.globalised()  # one value per channel from all pixels (channel attention)
+    raise ReceptiveFieldError("adaptive pooling to a size other than 1 or the input size")
 
 
-def theoretical_receptive_field(model_or_config: CTCNet | CTCNetConfig | str) -> pd.DataFrame:
-    """Theoretical receptive field of every stage of CTCNet's convolutional path.
+_RESIZE_TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "bicubic": 4}
 
-    The recurrence ``r_out = r_in + (k - 1) * j_in``, ``j_out = j_in * s`` (Araujo et al.,
-    Distill 2019) is applied to every tensor of the forward pass, taking the maximum over the
-    branches that are added or concatenated (residual skips, hourglass levels, MFFU inputs).
 
-    Counted: every convolution with its kernel and stride (3x3 convs of the residual units and
-    local blocks, 1x1 convs, the hourglass convs at their strides, the depth-wise 3x3 convs of
-    MDTA and GDFN, down-sampling convs), transposed convolutions (a ``k x k`` stride-``s``
-    transposed conv sees ``ceil(k/s)`` input positions per axis), nearest up-sampling (1 tap),
-    bilinear up-sampling in FEU (2 taps) and the FEU's 2x2 average pool.
+def _interpolate(args, kwargs, out, fields):
+    x, r = args[0], fields[0][1]
+    _image_input(x, r, "interpolate")
+    mode = _arg(args, kwargs, 3, "mode", "nearest")
+    if mode not in _RESIZE_TAPS:
+        raise ReceptiveFieldError(f"interpolate mode {mode!r} is not supported")
+    ratios = {Fraction(int(i), int(o)) for i, o in zip(x.shape[-2:], out.shape[-2:])}
+    if len(ratios) != 1:
+        raise ReceptiveFieldError("interpolate with different factors on the two axes")
+    return r.local(_RESIZE_TAPS[mode], ratios.pop())
 
-    Not counted: the global operators. Every channel attention (SE-style global average pool)
-    and every MDTA (channel attention whose ``C x C`` matrix is a function of all pixels) makes
-    each output depend on every input pixel, so the **true receptive field is the whole image**
-    from the first local block on; the column ``global_context`` marks where that has happened.
-    The numbers are therefore the reach of the *local* convolutional path only, and an upper
-    bound (zero padding and alignment of strided grids are ignored).
+
+def _pixel_shuffle(args, kwargs, out, fields):
+    r = fields[0][1]
+    _image_input(args[0], r, "pixel_shuffle")
+    return r.local(1, Fraction(1, int(_arg(args, kwargs, 1, "upscale_factor"))))
+
+
+def _pixel_unshuffle(args, kwargs, out, fields):
+    r = fields[0][1]
+    _image_input(args[0], r, "pixel_unshuffle")
+    factor = int(_arg(args, kwargs, 1, "downscale_factor"))
+    return r.local(factor, Fraction(factor))
+
+
+def _aligned(out: torch.Tensor, fields) -> tuple[int, ...]:
+    """Pixel dims of an element-wise result: broadcasting aligns dims from the right."""
+    dims = set()
+    for t, r in fields:
+        dims.update(d + out.ndim - t.ndim for d in r.spatial)
+    return tuple(sorted(dims))
+
+
+def _elementwise(args, kwargs, out, fields):
+    return _merge([r for _, r in fields], _aligned(out, fields))
+
+
+def _batch_norm(args, kwargs, out, fields):
+    r = _elementwise(args, kwargs, out, fields)
+    # batch statistics (training mode) are means over all pixels of the batch
+    return r.globalised() if _arg(args, kwargs, 5, "training", False) else r
+
+
+def _global_norm(args, kwargs, out, fields):
+    return _elementwise(args, kwargs, out, fields).globalised()  # instance / group norm
+
+
+def _mixing(dims: Iterable[int], fields, out, args, kwargs, keep: bool = True):
+    r = _elementwise(args, kwargs, out, fields)
+    dims = {_dim(d, args[0].ndim) for d in dims}
+    if dims & set(fields[0][1].spatial):
+        r = r.globalised()
+    if not keep:  # reduced dims disappear: shift the pixel dims after them
+        r = replace(r, spatial=tuple(d - sum(e < d for e in dims) for d in r.spatial
+                                     if d not in dims))
+    return r
+
+
+def _softmax(args, kwargs, out, fields):
+    return _mixing([_arg(args, kwargs, 1, "dim")], fields, out, args, kwargs)
+
+
+def _normalize(args, kwargs, out, fields):
+    return _mixing([_arg(args, kwargs, 2, "dim", 1)], fields, out, args, kwargs)
+
+
+def _layer_norm(args, kwargs, out, fields):
+    shape = _arg(args, kwargs, 1, "normalized_shape")
+    count = 1 if isinstance(shape, int) else len(shape)
+    ndim = args[0].ndim
+    return _mixing(range(ndim - count, ndim), fields, out, args, kwargs)
+
+
+def _reduction(args, kwargs, out, fields):
+    dim = _arg(args, kwargs, 1, "dim", None)
+    ndim = args[0].ndim
+    dims = range(ndim) if dim is None else ([dim] if isinstance(dim, int) else list(dim))
+    keep = bool(_arg(args, kwargs, 2, "keepdim", False))
+    return _mixing(dims, fields, out, args, kwargs, keep=keep)
+
+
+def _cat(args, kwargs, out, fields):
+    return _merge([r for _, r in fields], _aligned(out, fields))
+
+
+def _stack(args, kwargs, out, fields):
+    dim = _dim(_arg(args, kwargs, 1, "dim", 0), out.ndim)
+    spatial = tuple(sorted({d + (d >= dim) for _, r in fields for d in r.spatial}))
+    return _merge([r for _, r in fields], spatial)
+
+
+def _split(args, kwargs, out, fields):
+    return [fields[0][1]] * len(out)  # chunk / split: every piece keeps the input's field
+
+
+def _regroup(source: Sequence[int], target: Sequence[int], spatial: Iterable[int]):
+    """Pixel dims after a reshape from ``source`` to ``target``: the target dims that share a
+    group of equal products with a source pixel dim (``N, C, H, W -> N, h, C/h, HW`` maps
+    ``H, W`` to ``HW``)."""
+    spatial, result = set(spatial), set()
+    i = j = 0
+    while i < len(source) and j < len(target):
+        group_in, group_out = [i], [j]
+        size_in, size_out = source[i], target[j]
+        i, j = i + 1, j + 1
+        while size_in != size_out:
+            if size_in < size_out and i < len(source):
+                group_in.append(i)
+                size_in, i = size_in * source[i], i + 1
+            elif size_out < size_in and j < len(target):
+                group_out.append(j)
+                size_out, j = size_out * target[j], j + 1
+            else:
+                raise ReceptiveFieldError(f"cannot follow a reshape {tuple(source)} -> "
+                                          f"{tuple(target)}")
+        if spatial & set(group_in):
+            result.update(group_out)
+    return tuple(sorted(result))
+
+
+def _reshape(args, kwargs, out, fields):
+    x, r = args[0], fields[0][1]
+    return replace(r, spatial=_regroup(x.shape, out.shape, r.spatial))
+
+
+def _permute(args, kwargs, out, fields):
+    x, r = args[0], fields[0][1]
+    order = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+    order = [_dim(d, x.ndim) for d in (order or kwargs["dims"])]
+    return replace(r, spatial=tuple(k for k, d in enumerate(order) if d in r.spatial))
+
+
+def _transpose(args, kwargs, out, fields):
+    x, r = args[0], fields[0][1]
+    a, b = (_dim(d, x.ndim) for d in (args[1], args[2]))
+    swap = {a: b, b: a}
+    return replace(r, spatial=tuple(sorted(swap.get(d, d) for d in r.spatial)))
+
+
+def _matmul(args, kwargs, out, fields, swapped: bool = False):
+    a, b = (args[1], args[0]) if swapped else (args[0], args[1])
+    if a.ndim < 2 or b.ndim < 2:
+        raise ReceptiveFieldError("matmul of vectors is not supported")
+    by_id = {id(t): r for t, r in fields}
+    spatial, global_context = set(), False
+    # a: (..., m, k) @ b: (..., k, n) -> (..., m, n); summing over a pixel dim is global
+    for t, contracted, kept in ((a, a.ndim - 1, a.ndim - 2), (b, b.ndim - 2, b.ndim - 1)):
+        r = by_id.get(id(t))
+        if r is None:
+            continue
+        global_context |= contracted in r.spatial
+        for d in r.spatial:
+            if d == kept:
+                spatial.add(out.ndim - (t.ndim - d))
+            elif d < t.ndim - 2:
+                spatial.add(d + out.ndim - t.ndim)
+    r = _merge([r for _, r in fields], tuple(sorted(spatial)))
+    return r.globalised() if global_context else r
+
+
+_PASS_THROUGH = {
+    "pad", "relu", "relu_", "prelu", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "gelu",
+    "silu", "elu", "selu", "softplus", "hardtanh", "hardswish", "hardsigmoid", "mish", "dropout",
+    "dropout2d", "neg", "__neg__", "abs", "exp", "log", "sqrt", "rsqrt", "square", "clamp",
+    "clip", "clone", "contiguous", "to", "float", "double", "half", "bfloat16", "type_as",
+    "detach", "requires_grad_", "__get__",
+}
+_ELEMENTWISE = {
+    "add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__", "__rsub__",
+    "__isub__", "mul", "mul_", "__mul__", "__rmul__", "__imul__", "div", "div_", "__truediv__",
+    "__rtruediv__", "__itruediv__", "pow", "__pow__", "maximum", "minimum", "where", "lerp",
+    "addcmul",
+}
+_RULES: dict[str, Callable] = {
+    "conv2d": _conv,
+    "conv_transpose2d": _conv_transpose,
+    "avg_pool2d": _pool,
+    "max_pool2d": _pool,
+    "_max_pool2d": _pool,
+    "adaptive_avg_pool2d": _adaptive_pool,
+    "adaptive_max_pool2d": _adaptive_pool,
+    "_adaptive_max_pool2d": _adaptive_pool,
+    "interpolate": _interpolate,
+    "pixel_shuffle": _pixel_shuffle,
+    "pixel_unshuffle": _pixel_unshuffle,
+    "batch_norm": _batch_norm,
+    "instance_norm": _global_norm,
+    "group_norm": _global_norm,
+    "layer_norm": _layer_norm,
+    "softmax": _softmax,
+    "log_softmax": _softmax,
+    "normalize": _normalize,
+    "sum": _reduction,
+    "mean": _reduction,
+    "amax": _reduction,
+    "amin": _reduction,
+    "var": _reduction,
+    "std": _reduction,
+    "logsumexp": _reduction,
+    "cat": _cat,
+    "concat": _cat,
+    "concatenate": _cat,
+    "stack": _stack,
+    "chunk": _split,
+    "split": _split,
+    "tensor_split": _split,
+    "reshape": _reshape,
+    "view": _reshape,
+    "flatten": _reshape,
+    "unflatten": _reshape,
+    "squeeze": _reshape,
+    "unsqueeze": _reshape,
+    "permute": _permute,
+    "transpose": _transpose,
+    "swapaxes": _transpose,
+    "matmul": _matmul,
+    "__matmul__": _matmul,
+    "bmm": _matmul,
+    "__rmatmul__": lambda *a: _matmul(*a, swapped=True),
+}
+_RULES.update({name: (lambda args, kwargs, out, fields: fields[0][1]) for name in _PASS_THROUGH})
+_RULES.update({name: _elementwise for name in _ELEMENTWISE})
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+class _ReceptiveFieldMode(TorchFunctionMode):
+    """Carries a :class:`ReceptiveField` alongside every tensor of a forward pass.
+
+    The fields live in a side table keyed by ``id(tensor)``; the table also holds the tensor
+    itself, so that an id cannot be reused by another tensor while the pass runs (on the meta
+    device this costs no memory). Tensors that do not derive from the input (parameters,
+    constants) have no field and do not affect the result. An operator that receives a tensor
+    with a field and has no rule raises :class:`ReceptiveFieldError`, so a new operator in the
+    model cannot be skipped silently.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table: dict[int, tuple[torch.Tensor, ReceptiveField]] = {}
+
+    def field(self, t: torch.Tensor) -> ReceptiveField | None:
+        entry = self.table.get(id(t))
+        return entry[1] if entry is not None and entry[0] is t else None
+
+    def set_field(self, t: torch.Tensor, r: ReceptiveField) -> None:
+        self.table[id(t)] = (t, r)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        outputs = _tensors(out)
+        if not outputs:
+            return out
+        fields = [(t, r) for t in _tensors((args, kwargs)) if (r := self.field(t)) is not None]
+        if not fields:
+            return out
+        name = getattr(func, "__name__", repr(func))
+        rule = _RULES.get(name)
+        if rule is None:
+            raise ReceptiveFieldError(f"no receptive-field rule for the operator {name!r}")
+        result = rule(args, kwargs, out, fields)
+        results = result if isinstance(result, list) else [result] * len(outputs)
+        for t, r in zip(outputs, results):
+            self.set_field(t, r)
+        return out
+
+
+def trace_receptive_fields(
+    module: nn.Module, x: torch.Tensor, watch: Iterable[tuple[str, nn.Module]] = ()
+) -> tuple[dict[str, ReceptiveField], ReceptiveField]:
+    """Run ``module(x)`` and propagate receptive fields through every operator it calls.
+
+    ``x`` (``N x C x H x W``; use the meta device to skip the arithmetic) starts with
+    ``size = jump = 1``. Rules, per axis (square windows only):
+
+    * convolution (kernel ``k``, stride ``s``, dilation ``d``) and pooling:
+      ``size += (k - 1) d jump``, ``jump *= s`` (zero padding and strided-grid alignment are
+      ignored, so ``size`` is an upper bound);
+    * transposed convolution: each output receives ``ceil(k / s)`` inputs, ``jump /= s``;
+    * resize (``F.interpolate``): nearest 1 tap, bilinear 2, bicubic 4, ``jump`` scaled by
+      input size / output size; ``pixel_shuffle`` / ``pixel_unshuffle`` likewise;
+    * element-wise operators and concatenation: the largest ``size`` over the inputs;
+    * reshapes and permutations move the pixel dims (:attr:`ReceptiveField.spatial`);
+    * an operator that mixes values along a pixel dim -- adaptive pooling to one value, a
+      softmax / normalisation / reduction over pixels, a matrix product that sums over pixels
+      (MDTA's ``q k^T``), batch statistics -- marks the result ``global_context`` and leaves
+      ``size`` as it was (see :class:`ReceptiveField`).
+
+    Returns
+    -------
+    (dict, ReceptiveField)
+        The field of the output of every ``(name, module)`` in ``watch`` (its last call, for a
+        module called several times; modules never called are absent) and of ``module(x)``.
+    """
+    mode = _ReceptiveFieldMode()
+    seen: dict[str, ReceptiveField] = {}
+
+    def recorder(name: str) -> Callable:
+        def hook(_module, _inputs, output) -> None:
+            r = mode.field(output) if isinstance(output, torch.Tensor) else None
+            if r is not None:
+                seen[name] = r
+
+        return hook
+
+    handles = [m.register_forward_hook(recorder(name)) for name, m in watch]
+    mode.set_field(x, ReceptiveField(Fraction(1), Fraction(1), False, (x.ndim - 2, x.ndim - 1)))
+    try:
+        with torch.no_grad(), mode:
+            out = module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    final = mode.field(out)
+    if final is None:
+        raise ReceptiveFieldError("the output does not depend on the input")
+    return seen, final
+
+
+def _meta_model(model_or_config: CTCNet | CTCNetConfig | str) -> nn.Module:
+    if isinstance(model_or_config, str):
+        if model_or_config not in PRESETS:
+            raise ValueError(f"unknown preset {model_or_config!r}; choose one of {sorted(PRESETS)}")
+        model_or_config = PRESETS[model_or_config]
+    if isinstance(model_or_config, CTCNetConfig):
+        with torch.device("meta"):
+            return CTCNet(model_or_config).eval()
+    if not hasattr(model_or_config, "units"):
+        raise TypeError(f"expected a CTCNet, a CTCNetConfig or a preset name, got "
+                        f"{type(model_or_config).__name__}")
+    return copy.deepcopy(model_or_config).to("meta").eval()
+
+
+def theoretical_receptive_field(
+    model_or_config: CTCNet | CTCNetConfig | str, size: int | None = None
+) -> pd.DataFrame:
+    """Theoretical receptive field at the output of every unit of :meth:`CTCNet.units`.
+
+    The model's own forward pass runs on the meta device under :func:`trace_receptive_fields`,
+    which applies the recurrence ``r_out = r_in + (k - 1) j_in``, ``j_out = j_in s``
+    (Araujo et al., Distill 2019) to every convolution, transposed convolution, pool and resize
+    it calls, and takes the maximum over the branches that are added or concatenated (residual
+    skips, hourglass levels, MFFU inputs). Nothing here knows CTCNet's classes: a config with
+    other depths, an ablation or a new module is followed as it runs.
+
+    Global operators are reported, not counted: every channel attention (global average pool)
+    and every MDTA (a ``C x C`` attention from inner products over all pixels) makes each
+    output depend on every input pixel, so the **true receptive field is the whole image**
+    from the first local block on; the column ``global_context`` marks where that has happened,
+    and ``rf`` stays the reach of the *local* path (an upper bound: padding and the alignment
+    of strided grids are ignored).
 
     Parameters
     ----------
     model_or_config : CTCNet, CTCNetConfig or preset name
+    size : int, optional
+        Side of the traced input. Default: the smallest power of two that the model accepts,
+        so that every stride-2 step and resize is exact; the result does not depend on it then.
 
     Returns
     -------
     pandas.DataFrame
-        One row per stage output in forward order (``head``, ``encoder.0``, ``downsample.0``,
-        ..., ``decoder.2``, ``tail``) with ``stage``, ``scale`` (feature-map resolution relative
-        to the input, e.g. 0.125), ``jump`` (input pixels per feature pixel), ``rf`` (side of the
-        square theoretical receptive field in input pixels) and ``global_context``.
+        One row per unit whose forward runs, in forward order (``head``, ``encoder.0``,
+        ``downsample.0``, ..., ``bottleneck.0``, ..., ``upsample.0``, ``fusion.0``,
+        ``decoder.0``, ..., ``tail``), with ``unit`` (module path), ``module`` (paper name),
+        ``stage``, ``scale`` (feature-map resolution relative to the input, e.g. 0.125, from
+        the traced jump), ``jump`` (input pixels per feature pixel), ``rf`` (side of the square
+        theoretical receptive field in input pixels) and ``global_context``.
     """
-    if isinstance(model_or_config, str):
-        from ..model import PRESETS
-
-        model_or_config = PRESETS[model_or_config]
-    if isinstance(model_or_config, CTCNetConfig):
-        with torch.device("meta"):
-            model = CTCNet(model_or_config)
-    else:
-        model = model_or_config
-    rows = []
-
-    def log(stage: str, r: _RF) -> _RF:
-        rows.append({"stage": stage, "scale": float(1 / r.jump), "jump": float(r.jump),
-                     "rf": float(r.size), "global_context": r.global_context})
-        return r
-
-    r0 = _RF(Fraction(1), Fraction(1))
-    x = log("head", _rf_module(model.head, r0))
-    e1 = log("encoder.0", _rf_module(model.encoder[0], x))
-    x = log("downsample.0", _rf_module(model.downsample[0], e1))
-    e2 = log("encoder.1", _rf_module(model.encoder[1], x))
-    x = log("downsample.1", _rf_module(model.downsample[1], e2))
-    e3 = log("encoder.2", _rf_module(model.encoder[2], x))
-    y = log("downsample.2", _rf_module(model.downsample[2], e3))
-    if len(model.bottleneck):
-        y = log("bottleneck", _rf_module(model.bottleneck, y))
-    rs = model.resampler
-    others = (
-        [
-            lambda: [_rf_module(rs.e2_down, e2), _rf_module(rs.e1_down, _rf_module(rs.e1_down, e1))],
-            lambda: [_rf_module(rs.e1_down, e1), _rf_module(rs.e3_up, e3)],
-            lambda: [_rf_module(rs.e2_up, e2), _rf_module(rs.e3_up2, _rf_module(rs.e3_up2, e3))],
-        ]
-        if rs is not None
-        else [lambda: [], lambda: [], lambda: []]
-    )
-    for i, same in enumerate((e3, e2, e1)):
-        y = log(f"upsample.{i}", _rf_module(model.upsample[i], y))
-        fused = _max(y, same, *others[i]())
-        if model.fusion is not None:
-            fused = _rf_module(model.fusion[i].fuse, fused).globalised()  # + CA
-        y = log(f"fusion.{i}" if model.fusion is not None else f"skip.{i}", fused)
-        y = log(f"decoder.{i}", _rf_module(model.decoder[i], y))
-    log("tail", _rf_module(model.tail, y))
+    model = _meta_model(model_or_config)
+    if size is None:
+        size = 1 << max(3, (model.min_input_size - 1).bit_length())
+    x = torch.zeros(1, model.config.in_channels, size, size, device="meta")
+    units = model.units()
+    fields, _ = trace_receptive_fields(model, x, [(u.path, u.module) for u in units])
+    rows = [
+        {"unit": u.path, "module": u.paper_name, "stage": u.stage,
+         "scale": float(1 / fields[u.path].jump), "jump": float(fields[u.path].jump),
+         "rf": float(fields[u.path].size), "global_context": fields[u.path].global_context}
+        for u in units
+        if u.path in fields
+    ]
     return pd.DataFrame(rows)
 
 

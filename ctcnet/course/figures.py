@@ -1,27 +1,30 @@
 """Figures for the book drawn from a model's own structure (chapters 7 and 8).
 
-:func:`trace_units` runs one forward pass with hooks on the paper-level units of a
-:class:`~ctcnet.model.CTCNet` (head, LGCMs, down/upsampling, FRMs, MFFUs, tail) and records the
-input and output shape of each; :func:`draw_dataflow` draws the U-shaped data flow with those
-shapes; :func:`count_calls` counts how often each submodule is called in one forward pass.
+:func:`trace_units` runs one forward pass with hooks on the units that the model lists itself
+(:meth:`ctcnet.model.CTCNet.units`: head, LGCMs, down/upsampling, FRMs, MFFUs, tail) and records
+the input and output shape of each; :func:`draw_dataflow` draws the U-shaped data flow with those
+shapes, placing every box by the unit's stage and scale; :func:`count_calls` counts how often each
+submodule is called in one forward pass.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..model import CTCNet
+from ..model import MFFU, CTCNet, PaperUnit
 
 __all__ = ["UnitTrace", "trace_units", "count_calls", "draw_dataflow"]
 
 
 @dataclass(frozen=True)
 class UnitTrace:
-    """One paper-level unit: its module path, paper name, and shapes of one forward call."""
+    """One paper-level unit: its module path, its label in the figures (the paper name, with
+    the resamplers shortened to "Down"/"Up"), and the shapes of one forward call."""
 
     path: str
     kind: str
@@ -29,18 +32,12 @@ class UnitTrace:
     out_shape: tuple[int, ...]
 
 
-def _units(model: CTCNet) -> list[tuple[str, str]]:
-    units = [("head", "Conv 3x3")]
-    for i in range(3):
-        units += [(f"encoder.{i}", "LGCM"), (f"downsample.{i}", "Down")]
-    units += [(f"bottleneck.{i}", "FRM") for i in range(len(model.bottleneck))]
-    for i in range(3):
-        units.append((f"upsample.{i}", "Up"))
-        if model.fusion is not None:
-            units.append((f"fusion.{i}", "MFFU"))
-        units.append((f"decoder.{i}", "LGCM"))
-    units.append(("tail", "Conv 3x3"))
-    return units
+#: Short box labels for the paper names that do not fit a box.
+_SHORT = {"Downsampling": "Down", "Upsampling": "Up"}
+
+
+def _label(unit: PaperUnit) -> str:
+    return _SHORT.get(unit.paper_name, unit.paper_name)
 
 
 def _shape(t) -> tuple[int, ...]:
@@ -56,17 +53,18 @@ def trace_units(model: CTCNet, size: int = 128, batch: int = 1) -> list[UnitTrac
     probe = copy.deepcopy(model).to("meta").eval()
     records: list[UnitTrace] = []
     handles = []
-    kinds = dict(_units(probe))
 
-    def hook_for(path: str):
+    def hook_for(unit: PaperUnit):
         def hook(_module, inputs, output):
             flat = inputs[0] if isinstance(inputs[0], (list, tuple)) else inputs
-            records.append(UnitTrace(path, kinds[path], tuple(_shape(t) for t in flat), _shape(output)))
+            records.append(UnitTrace(unit.path, _label(unit), tuple(_shape(t) for t in flat),
+                                     _shape(output)))
 
         return hook
 
-    for path in kinds:
-        handles.append(probe.get_submodule(path).register_forward_hook(hook_for(path)))
+    # the shared resamplers are called through methods, not forward: they record nothing
+    for unit in probe.units():
+        handles.append(unit.module.register_forward_hook(hook_for(unit)))
     try:
         probe(torch.zeros(batch, probe.config.in_channels, size, size, device="meta"))
     finally:
@@ -104,33 +102,58 @@ _COLOURS = {
 }
 
 
+def _layout(units: list[PaperUnit], top: float) -> tuple[dict[str, tuple[float, float]], float]:
+    """Box centres from each unit's stage and scale: the encoder column on the left, the FRMs
+    along the bottom, the decoder on the right, the head and tail on top. A stage's row is set by
+    its scale (``H`` at y = 4.2, one level of 1.4 lower per halving); a unit that changes the
+    scale (Down/Up) sits half-way between the two rows it connects. Returns the centres and the
+    x of the decoder's first column."""
+
+    def row(scale: float) -> float:
+        return 4.2 - 1.4 * math.log2(1 / scale)
+
+    placed = [u for u in units if u.scale is not None]
+    n_bottleneck = sum(u.stage == "bottleneck" for u in placed)
+    right = 3.0 + 1.5 * max(n_bottleneck, 1)
+    pos: dict[str, tuple[float, float]] = {}
+    previous = None
+    for k, u in enumerate(placed):
+        resamples = previous is not None and u.scale != previous
+        y = (row(previous) + row(u.scale)) / 2 if resamples else row(u.scale)
+        if u.stage == "head":
+            pos[u.path] = (0.0, top)
+        elif u.stage == "tail":
+            pos[u.path] = (right + 1.5, top)
+        elif u.stage == "encoder":
+            pos[u.path] = (1.5 if resamples else 0.0, y)
+        elif u.stage == "bottleneck":
+            index = sum(v.stage == "bottleneck" for v in placed[:k])
+            pos[u.path] = (3.0 + 1.5 * index, y)
+        else:  # decoder: Up, then the units at the new scale; the last one feeds the next stage
+            nxt = placed[k + 1] if k + 1 < len(placed) else None
+            last = nxt is None or nxt.stage != u.stage or nxt.scale != u.scale
+            pos[u.path] = (right, y) if resamples or not last else (right + 1.5, y)
+        previous = u.scale
+    return pos, right
+
+
 def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = None):
     """Draw the U-shaped data flow of ``model`` with the traced shapes (``C x H x W``) of every
-    unit; MFFU inputs from the encoder are drawn as dashed arrows. Returns the figure."""
+    unit; MFFU inputs from the encoder (or, without MFFUs, the U-Net skips) are drawn as dashed
+    arrows. The boxes are the model's own :meth:`~ctcnet.model.CTCNet.units`, placed by stage
+    and scale, so any config is drawn without a change here. Returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
     trace = {t.path: t for t in trace_units(model, size)}
-    n_frm = len(model.bottleneck)
+    units = [u for u in model.units() if u.path in trace]
+    n_frm = sum(u.stage == "bottleneck" for u in units)
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.0 + 1.5 * (n_frm + 4), 7.0))
     else:
         fig = ax.figure
-    levels = (4.2, 2.8, 1.4)  # y of the H, H/2, H/4 stages
     top = 5.6
-    pos: dict[str, tuple[float, float]] = {"head": (0.0, top)}
-    for i in range(3):
-        pos[f"encoder.{i}"] = (0.0, levels[i])
-        pos[f"downsample.{i}"] = (1.5, levels[i] - 0.7)
-    for i in range(n_frm):
-        pos[f"bottleneck.{i}"] = (3.0 + 1.5 * i, 0.0)
-    right = 3.0 + 1.5 * max(n_frm, 1)
-    for i in range(3):
-        level = levels[2 - i]  # decoder.0 works at H/4
-        pos[f"upsample.{i}"] = (right, level - 0.7)
-        pos[f"fusion.{i}"] = (right, level)
-        pos[f"decoder.{i}"] = (right + 1.5, level)
-    pos["tail"] = (right + 1.5, top)
+    pos, right = _layout(units, top)
 
     w, h = 1.15, 0.55
     for path, (x, y) in pos.items():
@@ -138,11 +161,12 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
             continue
         t = trace[path]
         c, hh, ww = t.out_shape[1:]
-        label = f"{t.kind} {path.split('.')[-1] if '.' in path else ''}".strip()
+        index = path.rsplit(".", 1)[-1]
+        label = f"{t.kind} {index}" if index.isdigit() else t.kind
         ax.add_patch(
             FancyBboxPatch(
                 (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02",
-                facecolor=_COLOURS[t.kind], edgecolor="black", linewidth=0.8, zorder=3,
+                facecolor=_COLOURS.get(t.kind, "white"), edgecolor="black", linewidth=0.8, zorder=3,
             )
         )
         ax.text(x, y + 0.08, label, ha="center", va="center", fontsize=8, weight="bold", zorder=4)
@@ -164,23 +188,25 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
                             connectionstyle="arc3,rad=0.0" if style == "-" else "arc3,rad=-0.12"),
         )
 
-    chain = ["head", "encoder.0", "downsample.0", "encoder.1", "downsample.1", "encoder.2",
-             "downsample.2", *[f"bottleneck.{i}" for i in range(n_frm)]]
-    for i in range(3):
-        chain += [f"upsample.{i}", f"fusion.{i}" if model.fusion is not None else None,
-                  f"decoder.{i}"]
-    chain = [c for c in chain + ["tail"] if c]
-    for a, b in zip(chain, chain[1:]):
-        arrow(a, b)
-    if model.fusion is not None:
-        for i in range(3):
-            for e in range(3):
-                arrow(f"encoder.{e}", f"fusion.{i}", style="--", colour="tab:purple")
-    else:
-        for i, e in enumerate((2, 1, 0)):
-            arrow(f"encoder.{e}", f"decoder.{i}", style="--", colour="tab:purple")
+    for a, b in zip(units, units[1:]):
+        arrow(a.path, b.path)
+    # the encoder feature of each scale: the last encoder unit before the scale changes
+    skips = {}
+    for a, b in zip(units, units[1:]):
+        if a.stage == b.stage == "encoder" and b.scale != a.scale:
+            skips[a.scale] = a.path
+    fusions = [u for u in units if isinstance(u.module, MFFU)]
+    if fusions:
+        for fusion in fusions:
+            for source in skips.values():
+                arrow(source, fusion.path, style="--", colour="tab:purple")
+    else:  # U-Net skip: into the decoder unit that ends each scale
+        for a, b in zip(units, units[1:] + [None]):
+            ends_scale = b is None or b.stage != a.stage or b.scale != a.scale
+            if a.stage == "decoder" and ends_scale and a.scale in skips:
+                arrow(skips[a.scale], a.path, style="--", colour="tab:purple")
     ax.annotate(
-        "", xy=(pos["tail"][0], top + 0.75), xytext=(0.0, top + 0.75),
+        "", xy=(right + 1.5, top + 0.75), xytext=(0.0, top + 0.75),
         arrowprops=dict(arrowstyle="->", color="grey", lw=0.9),
     )
     ax.text(right / 2 + 0.75, top + 0.85, "global residual: output = tail(...) + input",
