@@ -142,7 +142,7 @@ def test_flops_by_module_rows_add_up(tiny):
         assert df["module"].iloc[-1] == "total"
         assert df["flops"].iloc[-1] == total
         assert df["flops"].iloc[:-1].sum() == total
-        assert "(unattributed)" not in set(df["module"])
+        assert "other" not in set(df["module"])
 
 
 @pytest.mark.parametrize("overrides", [{}, {"use_mffu": False, "use_fsau": False}])
