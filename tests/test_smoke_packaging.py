@@ -1,13 +1,18 @@
-"""Packaging and repository-hygiene smoke tests (version, notebook checker, repo URL)."""
+"""Packaging and repository-hygiene smoke tests: a plain install (no extras) imports and runs,
+package data is complete, the version, the notebook checker and the repository URL."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import pkgutil
 import re
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ctcnet
@@ -32,6 +37,83 @@ def _pyproject_version() -> str:
     except ModuleNotFoundError:  # Python 3.10
         return re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
     return tomllib.loads(text)["project"]["version"]
+
+
+# What the extras bring; the core must run without any of them (a plain `pip install ctcnet`).
+OPTIONAL = ("pandas", "matplotlib", "seaborn", "captum", "ipywidgets", "torchinfo", "skimage")
+# The course and the analysis helpers are the parts of the package that may use the extras.
+NOT_CORE = ("ctcnet.course", "ctcnet.analysis", "ctcnet.__main__")
+
+
+def core_modules() -> list[str]:
+    return [
+        m.name
+        for m in pkgutil.walk_packages(ctcnet.__path__, "ctcnet.")
+        if not m.name.startswith(NOT_CORE)
+    ]
+
+
+def test_core_modules_import_no_optional_package():
+    modules = core_modules()
+    for name in ("ctcnet.model", "ctcnet.train", "ctcnet.evaluate", "ctcnet.upscale", "ctcnet.cli",
+                 "ctcnet.checkpoint", "ctcnet.official", "ctcnet.runtime", "ctcnet.metrics"):
+        assert name in modules
+    # One fresh interpreter, checked after each import, so a failure names the module to blame.
+    script = textwrap.dedent(f"""
+        import importlib, sys
+        for name in {modules!r}:
+            importlib.import_module(name)
+            loaded = [p for p in {OPTIONAL!r} if p in sys.modules]
+            if loaded:
+                sys.exit(f"importing {{name}} loaded {{loaded}}")
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+BLOCKER = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {optional!r}:
+                raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+    sys.meta_path.insert(0, Block())
+    from ctcnet.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """)
+
+
+def test_cli_info_and_eval_run_with_every_optional_package_blocked(tmp_path):
+    from PIL import Image
+
+    from ctcnet import build_model
+    from ctcnet.checkpoint import save_checkpoint
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
+    script = BLOCKER.format(optional=OPTIONAL)
+    for argv in (["info"], ["eval", "--checkpoint", ckpt, "--data", data, "--out", tmp_path / "e"]):
+        proc = subprocess.run([sys.executable, "-c", script, *map(str, argv)],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "95% CI" in proc.stdout
+    assert (tmp_path / "e" / "per_image.csv").read_text().startswith("name,psnr,ssim")
+
+
+def test_every_file_under_weights_is_package_data():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    package = ROOT / "ctcnet"
+    matched = {p for pattern in config["tool"]["setuptools"]["package-data"]["ctcnet"]
+               for p in package.glob(pattern)}
+    shipped = [p for p in (package / "weights").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts]
+    assert (package / "weights" / "ablations" / "logs" / "full.csv") in shipped
+    assert [str(p.relative_to(package)) for p in shipped if p not in matched] == []
 
 
 def test_version_matches_pyproject():
