@@ -1,11 +1,13 @@
 """Compare FLOP/MAC counters on official CTCNet at 1x3x128x128 and write flop_counters.md.
 
-    .venv/bin/pip install thop==0.1.1.post2209072238 fvcore   # optional, comparison only
+    .venv/bin/pip install thop==0.1.1.post2209072238 fvcore==0.1.5.post20221221  # optional
     .venv/bin/python benchmarks/flop_counters.py
 
 Counts: torch FlopCounterMode (FLOPs = 2 x MACs), ctcnet's fvcore-style and thop-style
-re-implementations (ctcnet.analysis.cost), and -- when installed -- the real fvcore
-FlopCountAnalysis and thop.profile. thop/fvcore are NOT dependencies of the library.
+re-implementations (ctcnet.analysis.cost, following the conventions of fvcore 0.1.5 and
+thop 0.1.1), and -- when installed -- the real fvcore FlopCountAnalysis and thop.profile.
+thop/fvcore are NOT dependencies of the library; tests/test_analysis.py runs the same
+comparison on the tiny preset when they are installed.
 """
 
 from __future__ import annotations
@@ -97,14 +99,16 @@ def main() -> None:
     text = f"""# FLOP counters on official CTCNet (input {'x'.join(map(str, SHAPE))})
 
 Command: `.venv/bin/python benchmarks/flop_counters.py` (after
-`.venv/bin/pip install thop==0.1.1.post2209072238 fvcore` for the real tools; they are not
-library dependencies). torch {torch.__version__}, fvcore {version('fvcore')},
-thop {version('thop')}, Python {platform.python_version()}.
+`.venv/bin/pip install thop==0.1.1.post2209072238 fvcore==0.1.5.post20221221` for the real
+tools; they are not library dependencies). torch {torch.__version__}, fvcore {version('fvcore')},
+thop {version('thop')}, Python {platform.python_version()}. The ctcnet rows re-implement the
+conventions of {cost.FVCORE_CONVENTION} and {cost.THOP_CONVENTION}.
 
 {chr(10).join(table)}
 
-Reference-code measurements (CTCNET_SPEC.md 12.1): fvcore 30,005,774,464; thop 47,226,812,768
-MAC and 22,397,147 params. Differences on this re-implementation, all explained exactly:
+The same tools on the authors' code (CTCNet repository, same input) report fvcore
+30,005,774,464 and thop 47,226,812,768 MAC and 22,397,147 params. Differences on this
+re-implementation, all explained exactly:
 
 * fvcore: ctcnet's LayerNorm2d calls the fused `F.layer_norm`, which fvcore counts as
   5 x elements (`norm` above); the reference computes mean/var by hand, which fvcore skips.
@@ -113,7 +117,8 @@ MAC and 22,397,147 params. Differences on this re-implementation, all explained 
   (thop counts (HW+1) per output / 1 per output, 8,164,576 in all); ctcnet calls them
   functionally, which thop cannot see.
 * thop vs the truth: every `ConvTranspose2d` is counted on its output grid (x stride^2 = 4);
-  the attention matmuls, interpolations and LayerNorm are missed. Per paper module:
+  the attention matmuls, interpolations and LayerNorm are missed. Per paper module (rows
+  from `model.units(parts=True)`, the model's own list of Fig. 2's modules):
 
 {chr(10).join(comp)}
 """
