@@ -23,8 +23,8 @@ group their results by what the model says about itself instead of by hard-coded
 
 The network maps a bicubic-upsampled low-resolution face ``N x 3 x H x W`` in ``[-1, 1]`` to the
 super-resolved face of the same shape (a global residual: ``output = input + body(input)``).
-The behaviour follows the reference implementation as measured in the project's specification
-(``CTCNET_SPEC.md``), which differs from the paper's figure in several places; each class says where.
+The behaviour follows the authors' code (``models/ctcnet.py`` of their repository),
+which differs from the paper's figure in several places; each class says where.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class CTCNetConfig:
 
 
 PRESETS: dict[str, CTCNetConfig] = {
-    # The reference network (spec sections 3-5): 22,407,699 parameters.
+    # The authors' network: 22,407,699 parameters (tests/test_model.py).
     "official": CTCNetConfig(),
     # Trainable on a 2-core CPU in minutes: half the width, fewer blocks, one FRM.
     "reduced": CTCNetConfig(
@@ -265,7 +265,7 @@ class ChannelAttention(nn.Module):
 class LocalBlock(nn.Module):
     """Local residual conv block (LB): the CNN part that the code puts around every FSAU.
 
-    Not drawn in the paper's figure (spec section 13.1); present in every LGCM and FRM::
+    Not drawn in the paper's figure, but present in every LGCM and FRM of the authors' code::
 
         r1 = RU1(x); r2 = RU2(r1)
         f  = ReLU(conv1x1(concat[s2*r2, s3*r1]))      # 2C -> C
@@ -497,7 +497,7 @@ class LGCM(nn.Module):
     """Local-Global feature Cooperation Module (paper Sec. III-A, Fig. 2).
 
     ``LGCM(x) = TBs(LB_out(FSAU(LB_in(x)))) + x``. The figure shows FSAU -> Transformer blocks;
-    the code adds two local blocks around the FSAU (spec section 13.1). ``fsau`` and
+    the authors' code adds two local blocks around the FSAU. ``fsau`` and
     ``transformer`` are ``None`` when switched off in the config.
     Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
     """
@@ -540,7 +540,7 @@ class FEU(nn.Module):
     (2x2 average pool) and a high-frequency residual, processes them with two weight-shared
     local blocks (each used twice), and merges them with a multiplicative gate.
 
-    Follows the reference code (spec section 4.8): with ``Up`` a bilinear (align_corners) resize to
+    Follows the authors' code: with ``Up`` a bilinear (align_corners) resize to
     the input size, ``s1, s2`` learnable scalars (init 0.5)::
 
         L = avgpool(a); Hf = a - Up(L)
@@ -584,7 +584,7 @@ class FRM(nn.Module):
     """Feature Refinement Module (paper Sec. III-C): FSAU then FEU, with a residual skip.
 
     In the code the FSAU is wrapped by two local blocks, and the second one (``local_mid``) is
-    applied again after the FEU (spec section 4.8)::
+    applied again after the FEU, as in the authors' code::
 
         a = LB_mid(FSAU(LB_in(x)));  FRM(x) = LB_mid(FEU(a)) + x
 

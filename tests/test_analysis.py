@@ -127,7 +127,7 @@ def test_official_thop_style_matches_the_measured_thop(official_meta):
 def test_official_fvcore_style_matches_the_measured_fvcore(official_meta):
     res = cost.fvcore_style_macs(official_meta, (1, 3, 128, 128))
     assert res.total == pytest.approx(30.01e9, rel=5e-3)
-    # attention matmuls: sum over blocks of 2 * C^2 * HW / heads (spec section 12.1)
+    # attention matmuls: sum over blocks of 2 * C^2 * HW / heads (the real fvcore's matmul count)
     assert res.by_kind["matmul"] == 570_425_344
     # the reference's custom LayerNorm (mean/var) is invisible to fvcore; ctcnet's fused
     # F.layer_norm is counted 5 x elements. Without it: the measured fvcore number.
