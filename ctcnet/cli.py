@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model",
         description=(
-            "Train CTCNet with L1 loss and Adam (spec section 9). Writes OUT/last.pt (every "
+            "Train CTCNet with L1 loss and Adam, as the authors did. Writes OUT/last.pt (every "
             "--save-every steps and at the end), OUT/best.pt (best validation PSNR), OUT/log.csv. "
             "Ctrl-C saves last.pt; --resume continues exactly where it stopped. Under torchrun the "
             "batch is split over the ranks."

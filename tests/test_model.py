@@ -34,8 +34,8 @@ def test_official_parameter_count_matches_the_reference(official):
         ("encoder.2.fsau", 564_869), ("bottleneck.0.fsau", 342_533),
         ("encoder.0.transformer.0", 14_779), ("encoder.1.transformer.0", 54_070),
         ("encoder.2.transformer.0", 206_188),
-        # The spec's local-block counts (29,995 / 119,629 / 477,841) include one scalar the
-        # reference never uses; 4 live FRM local blocks = 1,911,360 = 4 x 477,840.
+        # The reference's local-block counts (29,995 / 119,629 / 477,841) include one scalar it
+        # never uses; 4 live FRM local blocks = 1,911,360 = 4 x 477,840.
         ("encoder.0.local_in", 29_994), ("encoder.1.local_in", 119_628),
         ("encoder.2.local_in", 477_840),
     ],

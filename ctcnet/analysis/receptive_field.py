@@ -655,7 +655,7 @@ def effective_receptive_field(
 
     With ``residual=True`` (default) ``f(x) = model(x) - x``: CTCNet ends with a global skip
     ``output = input + body(input)``, whose identity term would put a spike at ``p`` and hide
-    the body's ERF (``ANCHORS.md`` section 4.2).
+    the body's ERF.
 
     The model is put in eval mode for the measurement (BatchNorm in training mode would couple
     the samples of a batch) and restored afterwards. Samples are independent in eval mode, so
