@@ -161,6 +161,25 @@ def test_output_names_are_distinct_even_ignoring_case():
     assert output_names(names) == out  # deterministic
 
 
+def test_eval_result_is_plain_data_with_a_dataframe_on_request(tmp_path):
+    from ctcnet.evaluate import EvalResult, format_summary, summarize
+
+    rows = [{"name": f"{i}.png", "psnr": 25.0 + i, "ssim": 0.7, "bicubic_psnr": 24.0,
+             "bicubic_ssim": 0.6} for i in range(3)]
+    result = EvalResult(rows)
+    assert result["psnr"].tolist() == [25.0, 26.0, 27.0] and result["name"][0] == "0.png"
+    with pytest.raises(KeyError, match="no column 'PSNR'"):
+        result["PSNR"]
+    frame = result.to_dataframe()
+    assert list(frame.columns) == ["name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"]
+    assert summarize(frame).equals(summarize(result))
+    assert summarize(result).loc["gain", "PSNR"] == pytest.approx(2.0)
+    result.write_csv(tmp_path / "s.csv")
+    assert (tmp_path / "s.csv").read_text().splitlines()[1] == "0.png,25.0000,0.7000,24.0000,0.6000"
+    single = format_summary(EvalResult(rows[:1]))
+    assert "no confidence interval" in single and "at least 2" in single
+
+
 def test_eval_precision_flag(tmp_path, tiny_ckpt, capsys):
     data = faces(tmp_path / "d", n=2)
     code, out, err = run(capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data,
