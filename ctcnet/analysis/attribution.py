@@ -400,7 +400,7 @@ def captum_attributions(
     Hook-based methods (DeepLift, GuidedBackprop, LRP, Deconvolution) are deliberately not
     offered: CTCNet reuses modules within one forward (``resampler.e1_down`` three times,
     ``e3_up2`` twice, each FRM's ``local_mid`` and the FEU local blocks twice), which breaks
-    captum's module hooks or makes them silently wrong (captum issues #578, #1104; ANCHORS 4.4).
+    captum's module hooks or makes them silently wrong (captum issues #578, #1104).
     The model is put in eval mode (captum batches inputs; BatchNorm in training mode would mix
     them) and restored afterwards.
 
