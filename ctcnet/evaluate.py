@@ -141,6 +141,31 @@ class EvalResult:
             for m in ("psnr", "ssim")
         }
 
+    def compare(
+        self, other: EvalResult, metric: str = "psnr", n_boot: int = 10_000, ci: float = 0.95,
+        seed: int = 0,
+    ) -> BootstrapCI:
+        """This model minus ``other`` on ``metric`` (``"psnr"`` or ``"ssim"``), image by image:
+        the mean difference and its paired bootstrap interval. The two evaluations are matched
+        by image name, so they must cover the same images (in any order) under one protocol."""
+        if metric not in ("psnr", "ssim"):
+            raise ValueError(f"metric must be 'psnr' or 'ssim', got {metric!r}")
+        if self.protocol != other.protocol:
+            raise ValueError(f"protocols differ: {self.protocol!r} vs {other.protocol!r}")
+        mine = dict(zip(self["name"], self[metric]))
+        theirs = dict(zip(other["name"], other[metric]))
+        if len(mine) != len(self) or len(theirs) != len(other):
+            raise ValueError("image names repeat within an evaluation; cannot pair the images")
+        if mine.keys() != theirs.keys():
+            only = sorted(mine.keys() ^ theirs.keys())
+            raise ValueError(
+                f"the evaluations cover different images ({len(only)} in only one, e.g. {only[0]})"
+            )
+        names = sorted(mine)
+        return paired_bootstrap_ci(
+            [mine[n] for n in names], [theirs[n] for n in names], n_boot=n_boot, ci=ci, seed=seed
+        )
+
     def to_dataframe(self):
         """The rows as a pandas DataFrame (needs the ``analysis`` extra)."""
         import pandas as pd  # optional: only notebooks ask for DataFrames

@@ -180,6 +180,22 @@ def test_eval_result_is_plain_data_with_a_dataframe_on_request(tmp_path):
     assert "no confidence interval" in single and "at least 2" in single
 
 
+def test_comparing_two_evaluations_pairs_images_by_name():
+    from ctcnet.evaluate import EvalResult
+
+    def result(names, psnrs, protocol="ctcnet"):
+        return EvalResult([{"name": n, "psnr": p, "ssim": 0.5, "bicubic_psnr": 20.0,
+                            "bicubic_ssim": 0.4} for n, p in zip(names, psnrs)], protocol)
+
+    full = result(["a", "b", "c", "d"], [30.0, 25.0, 28.0, 22.0])
+    shuffled_ablation = result(["d", "c", "b", "a"], [21.5, 27.5, 24.5, 29.5])
+    assert tuple(full.compare(shuffled_ablation)) == pytest.approx((0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="different images"):
+        full.compare(result(["a", "b", "c", "e"], [1.0] * 4))
+    with pytest.raises(ValueError, match="protocols differ"):
+        full.compare(result(["a", "b", "c", "d"], [1.0] * 4, protocol="dic"))
+
+
 def test_eval_precision_flag(tmp_path, tiny_ckpt, capsys):
     data = faces(tmp_path / "d", n=2)
     code, out, err = run(capsys, "eval", "--checkpoint", tiny_ckpt, "--data", data,
