@@ -36,7 +36,8 @@ from PIL import Image
 
 ENLARGE = 1.6
 IOU_MATCH = 0.3
-CONDITIONS = ("original", "rot+30", "rot-30", "up2000", "up4000", "up8000")
+CONDITIONS = ("original", "rot+30", "rot-30", "small24", "up2000", "up4000", "up8000")
+SMALL_FACE = 24  # "small24": each photo scaled so that its smallest listed face is this wide
 UPSCALED_EVERY = 4  # every 4th photo goes into the upscaled conditions (time and disk)
 
 #: Real faces that the manifest does not list (it keeps one face per identity and skips some
@@ -71,7 +72,8 @@ def _rotate(img: Image.Image, boxes: list, degrees: float):
     return rotated, out
 
 
-def prepare(out: Path, write_images: bool = True) -> None:
+def prepare(out: Path, write: set[str] = frozenset(CONDITIONS)) -> None:
+    """Write the photos of the conditions in ``write`` and, always, ``truth.json``."""
     from ctcnet.data.offline_faces import (
         _ArchiveReader,
         _decode,
@@ -98,20 +100,29 @@ def prepare(out: Path, write_images: bool = True) -> None:
         reader.close()
         name = f"{k:02d}_{Path(member).stem}.png"
         extra = [list(_as_crop(b)) for b in UNLISTED_FACES.get(member, [])]
-        if write_images:
+        if "original" in write:
             img.save(out / "original" / name)
         truth["original"][name], unlisted["original"][name] = boxes, extra
         for deg in (30, -30):
             rot, rboxes = _rotate(img, boxes + extra, deg)
-            if write_images:
+            if f"rot{deg:+d}" in write:
                 rot.save(out / f"rot{deg:+d}" / name)
             truth[f"rot{deg:+d}"][name] = rboxes[: len(boxes)]
             unlisted[f"rot{deg:+d}"][name] = rboxes[len(boxes) :]
+        # a listed crop is about 1.6x the face, so its face is side / 1.6 wide
+        f = SMALL_FACE * 1.6 / min(b[2] for b in boxes)
+        if f < 1:
+            jpg = name.replace(".png", ".jpg")
+            if "small24" in write:
+                small = img.resize((round(img.width * f), round(img.height * f)), Image.LANCZOS)
+                small.save(out / "small24" / jpg, quality=92)
+            truth["small24"][jpg] = [[v * f for v in b] for b in boxes]
+            unlisted["small24"][jpg] = [[v * f for v in b] for b in extra]
         if k % UPSCALED_EVERY == 0:
             for side in (2000, 4000, 8000):
                 f = side / max(img.size)
                 jpg = name.replace(".png", ".jpg")
-                if write_images:
+                if f"up{side}" in write:
                     big = img.resize((round(img.width * f), round(img.height * f)), Image.BICUBIC)
                     big.save(out / f"up{side}" / jpg, quality=92)
                 truth[f"up{side}"][jpg] = [[v * f for v in b] for b in boxes]
@@ -216,13 +227,14 @@ def score_photo(known: list, found: list, unlisted: list = ()) -> tuple[int, int
     return len(used_k), len(false)
 
 
-def run(data: Path, names: list[str]) -> None:
+def run(data: Path, names: list[str], conditions: list[str]) -> None:
     truth = json.loads((data / "truth.json").read_text())
     for name in names:
         detect = _detector(name)
         detect(np.zeros((64, 64, 3), np.uint8))  # load weights outside the timing
-        result = {}
-        for cond in CONDITIONS:
+        target = data / f"result_{name}.json"
+        result = json.loads(target.read_text()) if target.is_file() else {}
+        for cond in conditions:
             rows = []
             for photo in truth[cond]:
                 a = np.asarray(Image.open(data / cond / photo).convert("RGB"))
@@ -239,7 +251,7 @@ def run(data: Path, names: list[str]) -> None:
                 f"(load {os.getloadavg()[0]:.1f})",
                 flush=True,
             )
-        (data / f"result_{name}.json").write_text(json.dumps(result))
+            target.write_text(json.dumps(result))  # after each condition: a partial run counts
 
 
 def _totals(truth: dict, cond: str, rows: list, threshold: float, only_single: bool = False):
@@ -327,7 +339,10 @@ def main() -> None:
     parser.add_argument("step", choices=["prepare", "run", "report", "false", "template"])
     parser.add_argument("--out", "--data", dest="data", type=Path, default=Path("/tmp/detbench"))
     parser.add_argument("--detectors", default="haar,haar-capped,mtcnn")
-    parser.add_argument("--truth-only", action="store_true", help="prepare: only truth.json")
+    parser.add_argument(
+        "--images", default="all", help="prepare: write these conditions' photos (or none)"
+    )
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help="run: these only")
     parser.add_argument(
         "--threshold",
         action="append",
@@ -337,9 +352,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.step == "prepare":
-        prepare(args.data, write_images=not args.truth_only)
+        write = set(CONDITIONS) if args.images == "all" else set(args.images.split(","))
+        prepare(args.data, write)
     elif args.step == "run":
-        run(args.data, args.detectors.split(","))
+        run(args.data, args.detectors.split(","), args.conditions.split(","))
     elif args.step in ("report", "false"):
         thresholds = {k: float(v) for k, _, v in (t.partition("=") for t in args.threshold)}
         if args.step == "report":

@@ -14,10 +14,10 @@ CTCNet is trained on 128x128 face crops degraded to 16x16, so a photo is process
 
 What happens per face size. The result is the *model's* reconstruction from 16x16 pixels, not an
 enhancement of the photo. A face whose crop covers at most 128x128 photo pixels (a face up to
-about 80 px wide) is written as a 128x128 face, larger and sharper than in the photo, and pasted
-back. A face whose crop covers more photo pixels than the model outputs would only lose detail by
-being replaced, so it is left as it is in the photo (``"pasted": false`` in the JSON); its 128x128
-face and comparison are still written.
+about 60 px wide: the crop is about twice the face) is written as a 128x128 face, larger and
+sharper than in the photo, and pasted back. A face whose crop covers more photo pixels than the
+model outputs would only lose detail by being replaced, so it is left as it is in the photo
+(``"pasted": false`` in the JSON); its 128x128 face and comparison are still written.
 
 An image whose longer side is at most 32 pixels is taken to be a tiny face already: it is resized
 to 16x16 and up-scaled x8 directly.
@@ -62,6 +62,7 @@ __all__ = [
     "collect_photos",
     "super_resolve",
     "upscale_photo",
+    "upscale_photos",
 ]
 
 FACE_SIZE = 128
