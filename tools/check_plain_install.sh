@@ -19,6 +19,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# --no-compile below: these commands import a small part of torch, so byte-compiling all of it at
+# install time is wasted work (the whole script: 57 s user CPU with it, 50 s without; 2m50s wall at
+# load average ~5 on 2 cores).
 export PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_NUM_THREADS=1
 
 echo ">>> building the wheel"
@@ -37,11 +40,11 @@ echo ">>> fresh virtualenv: torch==$TORCH_VERSION, then the wheel without extras
 "$(command -v python3)" -m venv "$work/venv"
 py="$work/venv/bin/python"
 if "$py" -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/torch/', method='HEAD'), timeout=8)" "$TORCH_CPU_INDEX" 2>/dev/null; then
-  "$py" -m pip install -q "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
+  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
 else
-  "$py" -m pip install -q "torch==$TORCH_VERSION"
+  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION"
 fi
-"$py" -m pip install -q "$wheel"
+"$py" -m pip install -q --no-compile "$wheel"
 ctcnet="$work/venv/bin/ctcnet"
 
 cd "$work"  # away from the source tree: what runs is the installed package
