@@ -401,16 +401,34 @@ def feather_mask(size: int = 128, ramp: float = 0.12) -> np.ndarray:
 
 def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """``photo`` with ``crop`` (made by ``matrix``) warped back into place through a feathered
-    mask. Returns a new array; ``photo`` is unchanged."""
+    mask. Returns a new array; ``photo`` is unchanged.
+
+    Only the photo's pixels under the crop are warped and blended, so pasting a face into a
+    large photo costs about the face's area, not the photo's."""
     height, width = photo.shape[:2]
     size = crop.shape[0]
-    flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+    corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float64)
+    corners = (corners - matrix[:, 2]) @ np.linalg.inv(matrix[:, :2]).T  # in photo pixels
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, [width, height])
+    out = photo.copy()
+    if x1 <= x0 or y1 <= y0:  # the crop lies outside the photo
+        return out
+    # the same map, for the sub-image whose origin is (x0, y0)
+    shifted = np.asarray(matrix, np.float64).copy()
+    shifted[:, 2] += matrix[:, :2] @ [x0, y0]
+    region = (int(x1 - x0), int(y1 - y0))
     back = cv2.warpAffine(
-        crop, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE
+        crop,
+        shifted,
+        region,
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
     )
     mask = cv2.warpAffine(
-        feather_mask(size), matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    )
-    mask = mask[..., None]
-    out = photo.astype(np.float32) * (1 - mask) + back.astype(np.float32) * mask
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        feather_mask(size), shifted, region, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )[..., None]
+    under = photo[y0:y1, x0:x1].astype(np.float32)
+    blended = under * (1 - mask) + back.astype(np.float32) * mask
+    out[y0:y1, x0:x1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return out

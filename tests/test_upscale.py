@@ -201,6 +201,25 @@ def test_alignment_round_trip_returns_the_face():
     assert error.mean() < 1.5 and error.max() < 12
 
 
+@pytest.mark.parametrize("shift", [(100, 80), (-40, -30), (350, 250)])  # inside, at two corners
+def test_paste_back_of_the_face_region_equals_blending_the_whole_photo(shift):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    crop = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    matrix = crop_matrix(Face((0.0, 0.0, 1.0, 1.0), 1.0, CANONICAL_LANDMARKS * 0.8 + shift))
+    flags = cv2.WARP_INVERSE_MAP
+    back = cv2.warpAffine(
+        crop, matrix, (400, 300), flags=cv2.INTER_CUBIC | flags, borderMode=cv2.BORDER_REPLICATE
+    )
+    mask = cv2.warpAffine(
+        faces.feather_mask(128), matrix, (400, 300), flags=cv2.INTER_LINEAR | flags
+    )
+    expected = np.round(photo * (1 - mask[..., None]) + back * mask[..., None]).astype(np.uint8)
+    pasted = paste_back(photo, crop, matrix)
+    assert np.array_equal(pasted, expected)
+    assert (pasted != photo).any()
+
+
 def test_crop_outside_the_photo_is_reflected():
     photo = np.zeros((100, 100, 3), np.uint8)
     photo[:, :10] = 255  # a white band at the left border
