@@ -222,14 +222,15 @@ def batch_indices(seed: int, step: int, batch_size: int, n: int) -> list[int]:
     return out
 
 
-class StepSampler(Sampler[list[tuple[int, int, int, int]]]):
-    """Batches of training draws ``(index, step, slot, patch)`` for steps ``start .. steps-1``.
+class StepSampler(Sampler[list[tuple[int, ...]]]):
+    """Batches of training draws ``(index, step, slot[, patch])`` for steps ``start .. steps-1``.
 
     A draw is what :class:`~ctcnet.data.datasets.FaceSRDataset` needs to make a sample that
     depends on nothing else: the image (:func:`batch_indices`), the step and batch slot that key
-    its random stream, and the crop side of that step. A sampler started at a later step yields
-    exactly the tail of the one started at 0, which is what makes resuming exact. Under DDP,
-    rank ``r`` of ``world`` takes the slots ``r * B / world ... (r + 1) * B / world - 1``.
+    its random stream, and the crop side of that step (``patch_at(step)``; without ``patch_at``
+    the dataset's own ``patch_size``). A sampler started at a later step yields exactly the
+    tail of the one started at 0, which is what makes resuming exact. Under DDP, rank ``r`` of
+    ``world`` takes the slots ``r * B / world ... (r + 1) * B / world - 1``.
     """
 
     def __init__(
@@ -247,17 +248,18 @@ class StepSampler(Sampler[list[tuple[int, int, int, int]]]):
             raise ValueError(f"need n >= 1 and a batch size divisible by {world}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.start, self.steps = start, steps
-        self.patch_at = patch_at or (lambda step: 0)
+        self.patch_at = patch_at
         per_rank = batch_size // world
         self.slots = range(rank * per_rank, (rank + 1) * per_rank)
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
         for step in range(self.start, self.steps):
             idx = batch_indices(self.seed, step, self.batch_size, self.n)
-            yield [(idx[slot], step, slot, self.patch_at(step)) for slot in self.slots]
+            patch = () if self.patch_at is None else (self.patch_at(step),)
+            yield [(idx[slot], step, slot, *patch) for slot in self.slots]
 
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
@@ -476,12 +478,12 @@ def _resume(
         restored = model_from_checkpoint(ckpt, source=f"checkpoint {path}")
     except CheckpointError as exc:
         raise TrainingError(str(exc)) from None
+    extra = ckpt.get("extra") or {}
+    _check_resume(cfg, extra.get("train_config", {}), int(ckpt["step"]), path)
     if restored.config != model.config:
         raise TrainingError(f"cannot resume: {path} holds a different model config")
     if ckpt.get("optimizer") is None:
         raise TrainingError(f"cannot resume: {path} has no optimizer state")
-    extra = ckpt.get("extra") or {}
-    _check_resume(cfg, extra.get("train_config", {}), int(ckpt["step"]), path)
     model.load_state_dict(restored.state_dict())
     opt.load_state_dict(ckpt["optimizer"])
     if extra.get("scaler"):
