@@ -305,8 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train CTCNet with L1 loss and Adam, as the authors did. Writes OUT/last.pt (every "
             "--save-every steps and at the end), OUT/best.pt (best validation PSNR), OUT/log.csv. "
-            "Ctrl-C saves last.pt; --resume continues exactly where it stopped. Under torchrun the "
-            "batch is split over the ranks."
+            "Ctrl-C finishes the current step, saves last.pt and stops (a second Ctrl-C stops at "
+            "once); an error also saves last.pt at the last completed step. --resume continues "
+            "exactly where it stopped and refuses changed settings. Under torchrun the batch is "
+            "split over the ranks."
         ),
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
