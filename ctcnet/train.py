@@ -380,7 +380,7 @@ def load_data(cfg: TrainConfig) -> tuple[FaceSRDataset, FaceSRDataset | None]:
         bad = data.validate() if data is not None else []
         if bad:
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise TrainingError(f"unreadable {kind} image {bad[0][0]}: {bad[0][1]}{more}")
+            raise TrainingError(f"{kind} data: {bad[0][1]}{more}")  # the reason names the file
     return train_set, val_set
 
 

@@ -305,7 +305,7 @@ def test_corrupt_training_image_fails_before_first_step(faces, tmp_path):
 def test_corrupt_validation_image_fails_before_first_step(faces, tmp_path):
     val = make_faces(tmp_path / "val", n=2)
     (val / "bad.jpg").write_text("not an image")
-    with pytest.raises(TrainingError, match=r"validation image .*bad\.jpg"):
+    with pytest.raises(TrainingError, match=r"validation data: .*bad\.jpg"):
         fit(cfg(faces, tmp_path / "run", val=str(val)))
 
 
