@@ -250,7 +250,14 @@ def fail_at_call(monkeypatch, n: int, action) -> None:
     monkeypatch.setattr(T.F, "l1_loss", loss)
 
 
-def test_resume_after_interrupt_is_bit_exact(faces, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> tuple[dict, Path]:
+    """The uninterrupted 6-step run that the fault tests compare with (same faces, same seed)."""
+    root = tmp_path_factory.mktemp("straight")
+    return fit(cfg(make_faces(root / "faces"), root / "run")), root / "run"
+
+
+def test_resume_after_interrupt_is_bit_exact(faces, tmp_path, monkeypatch, straight_run):
     # Ctrl-C arrives in the middle of step 3: the step finishes, last.pt holds step 3
     fail_at_call(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
@@ -258,9 +265,9 @@ def test_resume_after_interrupt_is_bit_exact(faces, tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "b" / "last.pt")["step"] == 3
     monkeypatch.undo()
     resumed = fit(cfg(faces, tmp_path / "b", resume=True))
-    straight = fit(cfg(faces, tmp_path / "a"))
+    straight, straight_dir = straight_run
     assert straight["losses"][3:] == resumed["losses"]
-    assert_same_run(tmp_path / "a", tmp_path / "b")
+    assert_same_run(straight_dir, tmp_path / "b")
 
 
 def test_interrupt_inside_forward_restores_batchnorm_stats(faces, tmp_path, monkeypatch):
@@ -278,7 +285,7 @@ def test_interrupt_inside_forward_restores_batchnorm_stats(faces, tmp_path, monk
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
-def test_any_exception_saves_last_checkpoint(faces, tmp_path, monkeypatch, capsys):
+def test_any_exception_saves_last_checkpoint(faces, tmp_path, monkeypatch, capsys, straight_run):
     def boom():
         raise RuntimeError("disk on fire")
 
@@ -289,8 +296,8 @@ def test_any_exception_saves_last_checkpoint(faces, tmp_path, monkeypatch, capsy
     assert "RuntimeError: saved" in capsys.readouterr().err
     monkeypatch.undo()
     resumed = fit(cfg(faces, tmp_path / "b", resume=True))
-    straight = fit(cfg(faces, tmp_path / "a"))
-    assert straight["losses"][2:] == resumed["losses"]
+    assert straight_run[0]["losses"][2:] == resumed["losses"]
+    assert_same_run(straight_run[1], tmp_path / "b")
 
 
 def test_corrupt_training_image_fails_before_first_step(faces, tmp_path):
