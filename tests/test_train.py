@@ -108,6 +108,12 @@ def test_same_seed_same_losses_other_seed_differs(faces, tmp_path):
     assert a["losses"] != c["losses"]
 
 
+def test_loader_workers_train_the_same_as_the_main_process(faces, tmp_path):
+    inline = fit(cfg(faces, tmp_path / "a", steps=3, workers=0))
+    parallel = fit(cfg(faces, tmp_path / "b", steps=3, workers=2))
+    assert inline["losses"] == parallel["losses"]
+
+
 def test_batch_indices_cover_each_epoch():
     idx = [i for step in range(5) for i in batch_indices(3, step, 2, 5)]
     assert sorted(idx) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
