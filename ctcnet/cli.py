@@ -103,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     best = result["best_psnr"]
     tail = f", best val PSNR {best:.2f} dB" if best > float("-inf") else ""
-    print(f"trained {result['steps']} steps in {result['seconds']:.0f} s{tail}: {args.out}")
+    took = f"{result['seconds']:.0f} s in {result['precision']}"
+    print(f"trained {result['steps']} steps ({took}){tail}: {args.out}")
     return 0
 
 
