@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ._atomic import atomic_write
 from .data.datasets import FaceSRDataset
 from .data.degradation import to_uint8
+from .data.imageio import save_png
 from .metrics import PROTOCOLS, BootstrapCI, paired_bootstrap_ci, psnr, ssim
 from .model import CTCNet
 from .runtime import autocast
@@ -41,19 +42,9 @@ __all__ = [
     "format_summary",
     "output_names",
     "comparison_strip",
-    "save_png_atomic",
 ]
 
 COLUMNS = ("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
-
-
-def save_png_atomic(img: Image.Image | np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Save a PNG via a temporary file in the same folder and ``os.replace``."""
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(img)
-    with atomic_write(path) as f:
-        img.save(f, format="PNG")
-    return Path(path)
 
 
 def comparison_strip(
@@ -257,11 +248,11 @@ def evaluate(
             if out is not None:
                 file = files[start + k]
                 sr8 = to_uint8(sr[k])
-                save_png_atomic(sr8, out / "sr" / file)
+                save_png(sr8, out / "sr" / file)
                 panels = [to_uint8(items[k]["lr"]), to_uint8(x[k]), sr8, to_uint8(hr[k])]
                 captions = ["LR (nearest)", f"bicubic {bp:.2f}", f"SR {p:.2f} dB", "HR"]
                 size = panels[-1].shape[0]
-                save_png_atomic(comparison_strip(panels, captions, size), out / "compare" / file)
+                save_png(comparison_strip(panels, captions, size), out / "compare" / file)
     if out is not None:
         result.write_csv(out / "per_image.csv")
     return result

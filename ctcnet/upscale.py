@@ -43,7 +43,8 @@ from PIL import Image
 from ._atomic import atomic_write
 from .data.datasets import IMAGE_EXTENSIONS, list_images
 from .data.degradation import ImageReadError, load_rgb, to_tensor, to_uint8
-from .evaluate import comparison_strip, save_png_atomic
+from .data.imageio import save_png
+from .evaluate import comparison_strip
 from .faces import (
     Face,
     available_detectors,
@@ -232,8 +233,8 @@ def upscale_photo(
         lr = photo.resize((LR_SIDE, LR_SIDE), Image.BICUBIC)
         (bicubic,), sr = super_resolve(model, [lr])
         files = [
-            save_png_atomic(sr[0], out / f"{name}_face0_sr.png"),
-            save_png_atomic(
+            save_png(sr[0], out / f"{name}_face0_sr.png"),
+            save_png(
                 comparison_strip([lr, bicubic, sr[0]], ["LR", "bicubic", "SR"], FACE_SIZE),
                 out / f"{name}_face0_compare.png",
             ),
@@ -279,8 +280,8 @@ def upscale_photo(
             [lr, bic, sr[i], crop], ["LR 16x16", "bicubic", "SR", "original"], FACE_SIZE
         )
         files = [
-            save_png_atomic(sr[i], out / f"{name}_face{i}_sr.png"),
-            save_png_atomic(strip, out / f"{name}_face{i}_compare.png"),
+            save_png(sr[i], out / f"{name}_face{i}_sr.png"),
+            save_png(strip, out / f"{name}_face{i}_compare.png"),
         ]
         crop_side = FACE_SIZE / matrix_scale(matrix)
         # a face with more photo pixels than the model outputs would only lose detail
@@ -298,7 +299,7 @@ def upscale_photo(
                 "files": [f.name for f in files],
             }
         )
-    result.outputs.append(save_png_atomic(pasted, out / f"{name}_sr_faces.png"))
+    result.outputs.append(save_png(pasted, out / f"{name}_sr_faces.png"))
     record["files"] = [p.name for p in result.outputs]
     record["warnings"] = result.warnings
     result.outputs.append(_write_json(record, out / f"{name}.json"))
