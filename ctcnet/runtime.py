@@ -240,7 +240,10 @@ def optimize_for_inference(
     ``[-1, 1]`` scale (tested on every preset). Inputs may stay float32 in the default layout;
     outputs are float32. In bf16/fp16 the copy stores its convolution weights already in that
     precision (the same numbers autocast would use, without casting them on every call); the
-    original model is left untouched, and the copy can no longer be trained."""
+    original model is left untouched, and the copy can no longer be trained.
+
+    ``torch.compile(fast)`` is left to the caller (opt-in): on a shared 2-core CPU its first call
+    did not finish within 15 minutes for ``official`` (``benchmarks/RESULTS.md``)."""
     fast = copy.deepcopy(model).eval()
     device = _model_device(fast)
     chosen, reason = resolve_precision(precision, device, training=False)
@@ -260,7 +263,7 @@ def optimize_for_inference(
 def _precast_matmul_weights(model: nn.Module, dtype: torch.dtype) -> None:
     # Autocast casts every convolution weight to ``dtype`` on every call (its cast cache only
     # keeps weights that require grad). Storing them cast gives the same numbers without the
-    # copies: measured 1.9 -> 1.56 s for an official 128x128 forward on one loaded core (see
+    # copies (benchmarks/bench_model.py compares it with the ``bf16-autocast`` variant; numbers in
     # benchmarks/RESULTS.md). Element-wise parameters (PReLU, LayerNorm, temperatures) stay
     # float32, as autocast runs those ops in float32 or in their input's precision anyway.
     for module in model.modules():

@@ -3,6 +3,7 @@
 #
 #   tools/gpu_check.sh [--faces DIR] [--out FILE] [--wheels DIR] [--no-book] [--with-book]
 #                      [--no-compile] [--bench-timeout S] [--book-timeout S]
+#                      [--book-mode full|small] [--plain-runner]
 #
 # On CUDA (about 8 minutes on an H100/H200 with the default timeouts):
 #   1. device name, driver, torch and CUDA versions;
@@ -15,7 +16,8 @@
 #      code cells in order in one Python process (what the GPU image allows without Jupyter).
 # Without CUDA it says so, skips the CUDA rows, runs a tiny CPU smoke of the same benchmark
 # (tiny preset, 64x64, one or two repeats) and exits 0; the book runs on CPU only with
-# --with-book.
+# --with-book (add --book-mode small there: full mode trains 3,000 steps). --plain-runner uses
+# the in-process cell runner even where Jupyter is installed (to test that path).
 #
 # The GPU machine has no network, so the offline face set must travel with the working tree:
 # copy its train/ and test/ folders (about 3 MB; `ctcnet data offline-faces` builds them in
@@ -41,6 +43,8 @@ book="auto"
 compile="--compile"
 bench_timeout=270
 book_timeout=300
+book_mode=full
+plain_runner=0
 smoke_timeout=900  # the CPU smoke: generous, shared CPUs can be very slow
 
 die() { echo "gpu_check: $*" >&2; exit 2; }
@@ -52,9 +56,11 @@ while [[ $# -gt 0 ]]; do
         --no-book) book="no"; shift ;;
         --with-book) book="yes"; shift ;;
         --no-compile) compile=""; shift ;;
+        --book-mode) [[ $# -ge 2 ]] || die "--book-mode needs full or small"; book_mode="$2"; shift 2 ;;
+        --plain-runner) plain_runner=1; shift ;;
         --bench-timeout) [[ $# -ge 2 ]] || die "--bench-timeout needs seconds"; bench_timeout="$2"; shift 2 ;;
         --book-timeout) [[ $# -ge 2 ]] || die "--book-timeout needs seconds"; book_timeout="$2"; shift 2 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -145,16 +151,16 @@ fi
 
 if [[ "$book" == "yes" || ( "$book" == "auto" && "$has_cuda" == "1" ) ]]; then
     report ""
-    report "## Chapters 9 and 10 in full mode (CTCNET_BOOK_MODE=full${CTCNET_DATA:+, CTCNET_DATA=$CTCNET_DATA})"
+    report "## Chapters 9 and 10 in $book_mode mode (CTCNET_BOOK_MODE=$book_mode${CTCNET_DATA:+, CTCNET_DATA=$CTCNET_DATA})"
     report ""
-    export CTCNET_BOOK_MODE=full
-    if "$py" -c 'import nbclient, nbformat, ipykernel' 2>/dev/null; then
+    export CTCNET_BOOK_MODE="$book_mode"
+    if [[ $plain_runner -eq 0 ]] && "$py" -c 'import nbclient, nbformat, ipykernel' 2>/dev/null; then
         runner="tools/run_notebook.py"
         timeout "$book_timeout" "$py" "$here/tools/run_notebook.py" \
             "$here/book/09_training.ipynb" "$here/book/10_evaluation.ipynb" > "$work/book.log" 2>&1
         rc=$?
     else
-        runner="code cells in order in one process (nbclient/ipykernel not importable here)"
+        runner="code cells in order in one process (--plain-runner, or nbclient/ipykernel not importable)"
         MPLBACKEND=Agg timeout "$book_timeout" "$py" - "$here/book/09_training.ipynb" "$here/book/10_evaluation.ipynb" \
             > "$work/book.log" 2>&1 <<'EOF'
 import json, os, sys, time, traceback
@@ -166,6 +172,8 @@ for path in sys.argv[1:]:
     for i, cell in enumerate(cells):
         try:
             exec(compile("".join(cell["source"]), f"{os.path.basename(path)}[cell {i}]", "exec"), scope)
+            print(f"  {os.path.basename(path)} code cell {i} done at {time.perf_counter() - start:.1f} s",
+                  flush=True)
         except Exception:
             failed += 1
             print(f"{path}: {time.perf_counter() - start:.1f} s FAILED in code cell {i}\n"
@@ -186,7 +194,8 @@ EOF
     report '```'
     if [[ $rc -ne 0 ]]; then
         status=1
-        if [[ $rc -eq 124 ]]; then report "**The chapters stopped at the ${book_timeout} s limit.**"
+        if [[ $rc -eq 124 ]]; then report "**The chapters stopped at the ${book_timeout} s limit; end of the log:**" \
+            "" '```' "$(tail -n 8 "$work/book.log")" '```'
         else report "" "**A chapter failed (exit $rc); end of its log:**" "" '```' \
             "$(tail -n 25 "$work/book.log")" '```'; fi
     fi
