@@ -635,7 +635,7 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
                          f"{last_val['bicubic_psnr']:.2f} dB)", show)  # fmt: skip
                     if last_val["psnr"] > best_psnr:
                         best_psnr = last_val["psnr"]
-                        extra = _extras(cfg, scaler, ema, best_psnr, last_val, clock)
+                        extra = _extras(cfg, scaler, None, best_psnr, last_val, clock)
                         _save(best_path, scored, None if ema else opt, completed, extra)
                 if master:
                     _log_row(log_path, writer, row)
@@ -659,8 +659,8 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
                 writer.close()
             if ddp and dist.is_initialized():
                 dist.destroy_process_group()
-    if master and ema is not None:
-        extra = _extras(cfg, scaler, ema, best_psnr, last_val, clock)
+    if master and ema is not None:  # the averaged weights alone, ready to release
+        extra = _extras(cfg, scaler, None, best_psnr, last_val, clock)
         _save(out / "ema.pt", ema.module, None, completed, extra)
     return {"steps": cfg.steps, "losses": losses, "best_psnr": best_psnr, "last_val": last_val,
             "out": str(out), "seconds": time.time() - clock,
@@ -743,7 +743,9 @@ def _extras(
     cfg: TrainConfig, scaler: torch.amp.GradScaler, ema: AveragedModel | None, best_psnr: float,
     last_val: dict[str, float] | None, clock: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """What every checkpoint of a run carries besides the weights and the optimizer."""
+    """What every checkpoint of a run carries besides the weights and the optimizer. ``ema``
+    (the averaged model, needed to resume) only goes into ``last.pt``: ``best.pt`` and ``ema.pt``
+    hold the averaged weights as their model already."""
     return {
         "best_psnr": best_psnr,
         "seconds": time.time() - clock,
