@@ -286,7 +286,9 @@ def _patch_at(cfg: TrainConfig) -> Callable[[int], int]:
 
 def default_workers() -> int:
     """DataLoader workers when ``TrainConfig.workers`` is None: one per four cores, at most 4."""
-    return min(4, (os.cpu_count() or 1) // 4)
+    # the cores this process may use, not the machine's (containers, taskset)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(4, (cores or 1) // 4)
 
 
 def _ignore_sigint(_worker_id: int) -> None:
