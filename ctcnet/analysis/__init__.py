@@ -30,9 +30,12 @@ from .cost import (
 )
 from .receptive_field import (
     ERFResult,
+    ReceptiveField,
+    ReceptiveFieldError,
     effective_receptive_field,
     erf_radius,
     theoretical_receptive_field,
+    trace_receptive_fields,
 )
 
 __all__ = [
@@ -47,6 +50,9 @@ __all__ = [
     "spatial_attention_flops",
     "profile_modules",
     "theoretical_receptive_field",
+    "trace_receptive_fields",
+    "ReceptiveField",
+    "ReceptiveFieldError",
     "effective_receptive_field",
     "erf_radius",
     "ERFResult",
