@@ -87,10 +87,12 @@ test: $(call STAMP,dev)
 # ----------------------------------------------------------------------- book
 # -W: any Sphinx/notebook warning is an error; -n: nitpicky cross-references;
 # --keep-going: report every problem, then fail; --all: rebuild every page.
-# Cell errors abort the build (execute.raise_on_error in _config.yml).
+# Cell errors abort the build (execute.raise_on_error in _config.yml); then
+# tools/check_html.py fails on stray outputs, broken maths, stderr, truncated cells, tiny figures.
 book: $(call STAMP,book)
 	jupyter-book build $(BOOK_BUILD_FLAGS) .
 	@$(VPY) tools/book_timings.py
+	$(VPY) tools/check_html.py _build/html
 
 timings:
 	@$(VPY) tools/book_timings.py

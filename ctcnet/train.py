@@ -785,10 +785,12 @@ def _save_after_failure(
 
 
 def _say(msg: str, show: bool) -> None:
+    """A progress line: through tqdm (stderr, beside its bar) when the bar is shown, else on
+    stdout, where notebooks show it as ordinary output rather than as an error block."""
     if show:
         tqdm.write(msg, file=sys.stderr)
     else:
-        print(msg, file=sys.stderr)
+        print(msg, flush=True)
 
 
 def _start_logs(cfg: TrainConfig, out: Path, log_path: Path, start: int) -> Any:

@@ -102,13 +102,15 @@ def trained_model(device: str | torch.device | None = None):
     return load_model(default_weights_path(), device=device or pick_device())
 
 
-def glue(name: str, value, display: bool = False):
+def glue(name: str, value, display: bool = False) -> None:
     """Record ``value`` for ``{glue:text}`name``` in the chapter's prose (myst-nb's glue, when
-    the book is being built; on Colab, where myst-nb is absent, the value is returned unchanged).
+    the book is being built; a no-op on Colab, where myst-nb is absent).
+
+    Returns None on purpose: a cell that ends with ``glue(...)`` must not echo the value as a
+    stray output line in the page.
     """
     try:
         from myst_nb import glue as _glue
     except ImportError:
-        return value
+        return
     _glue(name, value, display=display)
-    return value

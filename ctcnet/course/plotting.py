@@ -154,7 +154,7 @@ def plot_mdta_heads(matrix, name: str = "", cmap: str = "magma"):
     labelled query channel / key channel."""
     a = _np(matrix)
     heads = a.shape[0]
-    fig, axes = plt.subplots(1, heads, figsize=(3.2 * heads, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, heads, figsize=(max(4.8, 3.6 * heads), 4.2), squeeze=False)
     for h, ax in enumerate(axes[0]):
         handle = ax.imshow(a[h], cmap=cmap, vmin=0)
         ax.set_title(f"{name} head {h}" if name else f"head {h}", fontsize=9)
