@@ -288,6 +288,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_precision(p: argparse.ArgumentParser, default: str, note: str) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default=default,
+        help="precision of the forward pass; auto: bf16 where the hardware is fast at it, "
+        "else fp32" + note,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``ctcnet`` command."""
     from .metrics import PROTOCOLS
@@ -360,12 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="validate and release an exponential moving average of the weights (e.g. 0.999)",
     )
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default="auto",
-        help="forward-pass precision (auto: bf16 where the hardware is fast at it, else fp32)",
-    )
+    _add_precision(p, "auto", "")
     p.add_argument(
         "--workers",
         type=int,
@@ -398,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="PSNR/SSIM of a model vs bicubic on a folder",
         description=(
             "Degrade every HR face of DATA to 16x16, super-resolve it and print mean PSNR/SSIM of "
-            "the model and of bicubic, and the model's gain with its 95%% paired bootstrap "
+            "the model and of bicubic, and the model's gain with its 95% paired bootstrap "
             "confidence interval. --out also writes per_image.csv, sr/ and compare/ images "
             "(face.jpg and face.png become face_jpg.png and face_png.png)."
         ),
@@ -414,13 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--device", default=None)
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default="fp32",
-        help="precision of the forward pass (default fp32, so scores compare across machines; "
-        "auto: bf16 where the hardware is fast at it). Scores are always computed on uint8.",
-    )
+    _add_precision(p, "fp32", " (default fp32, so scores compare across machines; scores are "
+                   "always computed on uint8 images)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -445,12 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--checkpoint", default=None, help="default: the shipped reduced weights")
     p.add_argument("--device", default=None)
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default="fp32",
-        help="precision of the forward pass (auto: bf16 where the hardware is fast at it)",
-    )
+    _add_precision(p, "fp32", "")
     p.add_argument(
         "--detector",
         choices=["auto", "mtcnn", "haar"],
