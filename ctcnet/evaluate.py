@@ -33,7 +33,7 @@ from .data.degradation import to_uint8
 from .data.imageio import save_png
 from .metrics import PROTOCOLS, BootstrapCI, paired_bootstrap_ci, psnr, ssim
 from .model import CTCNet
-from .runtime import autocast
+from .runtime import autocast, resolve_precision
 
 __all__ = [
     "EvalResult",
@@ -205,8 +205,9 @@ def evaluate(
         Images per forward pass.
     device : str or torch.device, optional
         Default: the device of the model's parameters.
-    precision : {"fp32", "bf16", "fp16"}, default "fp32"
-        Autocast precision of the forward pass. The metrics are always computed on the uint8
+    precision : {"fp32", "bf16", "fp16", "auto"}, default "fp32"
+        Autocast precision of the forward pass (``"auto"``: bf16 where the hardware is fast
+        at it). The metrics are always computed on the uint8
         images.
     limit : int, default 0
         Evaluate only the first ``limit`` images (0 = all).
@@ -222,6 +223,7 @@ def evaluate(
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
     dataset = data if isinstance(data, FaceSRDataset) else FaceSRDataset(data)
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    precision = resolve_precision(precision, device)[0]  # "auto" -> what this device runs fast
     model.eval()
     n = len(dataset) if limit <= 0 else min(limit, len(dataset))
     out = Path(out_dir) if out_dir is not None else None

@@ -26,11 +26,13 @@ What we add on top, and why:
   put back first. The first Ctrl-C lets the current step finish, saves and stops; a second one
   stops at once. A NaN/inf loss stops the run naming the step; non-finite weights are never
   saved.
-* **Recipe options** (all off by default): ``augment="strong"`` (flip, small rotation and zoom,
+* **Recipe options** (off by default, except the carved validation of the offline faces):
+  ``augment="strong"`` (flip, small rotation and zoom,
   colour jitter: :class:`~ctcnet.data.augment.FaceAugment`), a cosine schedule with warm-up,
   ``ema_decay`` (an exponential moving average of the weights, validated and written to
   ``best.pt`` / ``ema.pt``), and ``val="carve:N"``: N validation faces carved from the training
-  identities, so the released step is never chosen on the test faces.
+  identities, so the released step is never chosen on the test faces (``carve:8`` is the default
+  for ``data="offline-faces"``).
 * **Precision.** :func:`ctcnet.runtime.optimize_for_training` runs the forward pass in the
   chosen precision (``"auto"``: bf16 where the hardware has it) with float32 master weights.
 * **DDP.** Under ``torchrun`` (``WORLD_SIZE > 1``) each rank trains on its share of the global

@@ -254,6 +254,7 @@ def upscale_photo(
             }
         )
         record["files"] = [f.name for f in files]
+        record["warnings"] = result.warnings
         result.outputs.append(_write_json(record, out / f"{name}.json"))
         return result
 

@@ -368,3 +368,15 @@ def test_data_offline_faces_is_wired(capsys):
         main(["data", "offline-faces", "--help"])
     assert info.value.code == 0
     assert "--root" in capsys.readouterr().out
+
+
+def test_eval_accepts_auto_precision_through_the_api(tmp_path):
+    # evaluate(precision="auto") resolves to what the device runs fast, as the CLI flag does.
+    from PIL import Image
+
+    from ctcnet import build_model
+    from ctcnet.evaluate import evaluate
+
+    Image.new("RGB", (128, 128), (120, 90, 60)).save(tmp_path / "face.png")
+    means = evaluate(build_model("tiny").eval(), tmp_path, precision="auto").means()
+    assert means["psnr"] == means["psnr"]  # a number, not NaN

@@ -119,3 +119,13 @@ def test_split_by_identity_never_splits_an_identity():
     assert 1 <= len(val) <= 3 and sorted(train + val) == list(range(len(who)))
     assert not {who[i] for i in train} & {who[i] for i in val}
     assert split_by_identity(who, 3) == (train, val)  # fixed, not random
+
+
+def test_negative_index_is_the_same_item_as_its_positive_twin(tmp_path):
+    # A pure function of (seed, key): ds[-1] must equal ds[len - 1], augmentation and crop included.
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    ds = FaceSRDataset(tmp_path, hr_size=64, patch_size=32, augment=True, seed=7)
+    a, b = ds[-1], ds[len(ds) - 1]
+    assert torch.equal(a["hr"], b["hr"]) and torch.equal(a["lr_up"], b["lr_up"])

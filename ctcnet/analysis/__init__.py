@@ -1,6 +1,6 @@
 """Analysis tools for CTCNet: cost (parameters, FLOPs under three conventions, scaling,
 timing), receptive fields (theoretical and effective), attributions (LAM and captum) and
-attention maps, with matplotlib figures for the book.
+attention maps. Their figures for the book are in :mod:`ctcnet.course.plotting`.
 
 The submodules import pandas (and captum/matplotlib where needed), the ``analysis`` extra of the
 package; ``import ctcnet`` alone does not need them.

@@ -180,6 +180,8 @@ class FaceSRDataset(Dataset):
             self._check_patch(patch, self.hr_size, self.scale)
         else:
             index = int(key)
+            if -len(self) <= index < 0:
+                index += len(self)  # ds[-1] is ds[len - 1], augmentation included
             epoch = self.epoch
             rng = self._rng if self.seed is None else random.Random(f"{self.seed}-{epoch}-{index}")
             patch = self.patch_size or self.hr_size
