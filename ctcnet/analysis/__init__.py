@@ -6,7 +6,16 @@ The submodules import pandas (and captum/matplotlib where needed), the ``analysi
 package; ``import ctcnet`` alone does not need them.
 """
 
-from .attention import attention_stats, fsau_maps, mdta_matrices
+from .attention import (
+    attention_stats,
+    channel_attention_weights,
+    effective_rank,
+    fsau_maps,
+    landmark_mask,
+    mdta_matrices,
+    mdta_measures,
+    region_contrast,
+)
 from .attribution import (
     BicubicUpsample,
     LAMResult,
@@ -66,4 +75,9 @@ __all__ = [
     "fsau_maps",
     "mdta_matrices",
     "attention_stats",
+    "effective_rank",
+    "mdta_measures",
+    "channel_attention_weights",
+    "landmark_mask",
+    "region_contrast",
 ]

@@ -4,7 +4,9 @@ FSAU (Gao et al., IEEE TIP 2023, Sec. III-B) multiplies its input by a one-chann
 ``M`` in ``(0, 1)`` from an hourglass; MDTA (Zamir et al., Restormer, CVPR 2022) attends across
 channels with one ``C/heads x C/heads`` softmax matrix per head whose rows sum to 1. Both are
 read with :func:`ctcnet.runtime.attention_maps` (temporary hooks on ``FSAU.map_tap`` and
-``MDTA.attention_tap``; the model is not modified).
+``MDTA.attention_tap``; the model is not modified). Over many faces: :func:`mdta_measures`
+(entropy and :func:`effective_rank` per head), :func:`channel_attention_weights` (the CA gains)
+and :func:`region_contrast` of a map inside :func:`landmark_mask` regions.
 """
 
 from __future__ import annotations
@@ -12,11 +14,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..runtime import attention_maps
 
-__all__ = ["fsau_maps", "mdta_matrices", "attention_stats"]
+__all__ = [
+    "fsau_maps",
+    "mdta_matrices",
+    "attention_stats",
+    "effective_rank",
+    "mdta_measures",
+    "channel_attention_weights",
+    "landmark_mask",
+    "region_contrast",
+]
 
 
 def _select(t: torch.Tensor, sample: int | None) -> torch.Tensor:
@@ -81,3 +93,197 @@ def attention_stats(matrices: dict[str, torch.Tensor]) -> pd.DataFrame:
                 "diagonal": float(torch.diagonal(p).mean()),
             })
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Measures over many faces: effective rank, MDTA per stage, CA weights, FSAU map vs face regions
+# --------------------------------------------------------------------------------------------
+
+
+def effective_rank(matrix: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Effective rank of a matrix (Roy & Vetterli, EUSIPCO 2007): ``exp(H(p))`` where
+    ``p = sigma / sum(sigma)`` are the singular values normalised to sum to 1 and ``H`` is the
+    Shannon entropy in nats.
+
+    It lies between 1 (one singular value carries everything: a rank-1 matrix, e.g. attention in
+    which every row is the same distribution, uniform attention included) and ``min(m, n)`` (all
+    singular values equal, e.g. the identity: every channel keeps only itself). It does not change
+    when the matrix is scaled.
+
+    Parameters
+    ----------
+    matrix : tensor or array (..., m, n)
+        One matrix or a batch of them (leading dimensions are kept).
+
+    Returns
+    -------
+    tensor (...)
+        float64 effective ranks.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 dimensions, non-finite entries, or an all-zero matrix (no singular value
+        to normalise).
+    """
+    a = torch.as_tensor(matrix).detach().to("cpu", torch.float64)
+    if a.ndim < 2:
+        raise ValueError(f"effective_rank needs a matrix (..., m, n), got shape {tuple(a.shape)}")
+    if not torch.isfinite(a).all():
+        raise ValueError("effective_rank needs finite entries")
+    sigma = torch.linalg.svdvals(a)
+    total = sigma.sum(-1, keepdim=True)
+    if (total <= 0).any():
+        raise ValueError("an all-zero matrix has no effective rank")
+    p = sigma / total
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum(-1))
+
+
+def _stage(block: str) -> str:
+    return ".".join(block.split(".")[:2])
+
+
+def mdta_measures(matrices: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """Entropy and effective rank of every MDTA head, for every sample.
+
+    Parameters
+    ----------
+    matrices : dict of str -> tensor
+        As returned by :func:`mdta_matrices` with ``sample=None`` (``(N, heads, d, d)``) or an
+        integer sample (``(heads, d, d)``, counted as sample 0).
+
+    Returns
+    -------
+    DataFrame
+        One row per sample, block and head: ``sample``, ``block``, ``stage`` (the first two parts of
+        the path, e.g. ``"encoder.1"``), ``head``, ``channels`` (``d``), ``entropy`` (mean row
+        entropy, nats), ``entropy_ratio`` (to the uniform ``log d``), ``effective_rank``
+        (:func:`effective_rank` of the ``d x d`` matrix), ``rank_ratio`` (``effective_rank / d``)
+        and ``diagonal`` (mean weight a channel gives itself).
+    """
+    rows = []
+    for name, a in matrices.items():
+        a = a.detach().to("cpu", torch.float64)
+        if a.ndim == 3:
+            a = a[None]
+        d = a.shape[-1]
+        entropy = -(a * torch.log(a.clamp_min(1e-300))).sum(-1).mean(-1)  # (N, heads)
+        erank = effective_rank(a)
+        diagonal = torch.diagonal(a, dim1=-2, dim2=-1).mean(-1)
+        for sample in range(a.shape[0]):
+            for head in range(a.shape[1]):
+                h = float(entropy[sample, head])
+                rows.append({
+                    "sample": sample,
+                    "block": name,
+                    "stage": _stage(name),
+                    "head": head,
+                    "channels": d,
+                    "entropy": h,
+                    "entropy_ratio": h / np.log(d) if d > 1 else 1.0,
+                    "effective_rank": float(erank[sample, head]),
+                    "rank_ratio": float(erank[sample, head]) / d,
+                    "diagonal": float(diagonal[sample, head]),
+                })
+    return pd.DataFrame(rows)
+
+
+def channel_attention_weights(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The weights ``w`` in ``(0, 1)`` of every channel attention (CA, squeeze-and-excitation) of
+    ``model`` on ``x``, keyed by module path in forward order.
+
+    Temporary forward hooks recompute ``w = sigmoid(excite(ReLU(squeeze(mean(a)))))`` from each
+    CA's input ``a`` (so ``CA(a) = a * w``). The model runs in eval mode without gradients and is
+    returned to its previous mode.
+
+    Returns
+    -------
+    dict of str -> tensor
+        ``(N, C)`` per CA module.
+    """
+    from ..model import ChannelAttention
+
+    found: dict[str, torch.Tensor] = {}
+
+    def record(name):
+        def hook(module, args, output):
+            z = args[0].mean(dim=(2, 3), keepdim=True)
+            found[name] = torch.sigmoid(module.excite(F.relu(module.squeeze(z))))[:, :, 0, 0]
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules()
+               if isinstance(m, ChannelAttention)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return found
+
+
+def landmark_mask(landmarks: np.ndarray | torch.Tensor, size: int = 128,
+                  radius: float = 10.0) -> torch.Tensor:
+    """Boolean masks of discs of ``radius`` pixels around facial landmarks.
+
+    Parameters
+    ----------
+    landmarks : array (K, 2) or (N, K, 2)
+        ``(x, y)`` pixel positions (e.g. the five MTCNN points of :mod:`ctcnet.faces`).
+    size : int
+        Side of the square image.
+    radius : float
+        Disc radius in pixels.
+
+    Returns
+    -------
+    tensor (N, size, size) of bool
+        True inside any disc (``N = 1`` for a ``(K, 2)`` input).
+    """
+    pts = torch.as_tensor(np.asarray(landmarks), dtype=torch.float64)
+    if pts.ndim == 2:
+        pts = pts[None]
+    if pts.ndim != 3 or pts.shape[-1] != 2:
+        raise ValueError(f"landmarks must be (K, 2) or (N, K, 2), got {tuple(pts.shape)}")
+    coords = torch.arange(size, dtype=torch.float64)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    dist2 = (xx[None, None] - pts[..., 0, None, None]) ** 2 + (yy[None, None] - pts[..., 1, None, None]) ** 2
+    return (dist2 <= radius**2).any(dim=1)
+
+
+def region_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean of a map inside a region minus its mean outside, per sample.
+
+    Parameters
+    ----------
+    maps : tensor (N, 1, h, w) or (N, h, w)
+        E.g. FSAU maps from :func:`fsau_maps` with ``sample=None``; enlarged with nearest
+        neighbours to the masks' size (which must be a multiple of ``h`` and ``w``).
+    masks : tensor (N, H, W) of bool
+        E.g. :func:`landmark_mask`; each must have pixels inside and outside.
+
+    Returns
+    -------
+    tensor (N,)
+        float64; 0 when the map ignores the region, positive when it is higher there.
+    """
+    m = maps.detach().to("cpu", torch.float64)
+    if m.ndim == 4:
+        m = m[:, 0]
+    masks = torch.as_tensor(masks, dtype=torch.bool)
+    if m.ndim != 3 or masks.ndim != 3 or m.shape[0] != masks.shape[0]:
+        raise ValueError(f"maps (N, h, w) and masks (N, H, W) expected, got {tuple(maps.shape)} "
+                         f"and {tuple(masks.shape)}")
+    H, W = masks.shape[-2:]
+    if H % m.shape[-2] or W % m.shape[-1]:
+        raise ValueError(f"mask size {H}x{W} is not a multiple of the map size {tuple(m.shape[-2:])}")
+    m = m.repeat_interleave(H // m.shape[-2], dim=-2).repeat_interleave(W // m.shape[-1], dim=-1)
+    inside = masks.flatten(1).sum(1)
+    outside = (~masks).flatten(1).sum(1)
+    if (inside == 0).any() or (outside == 0).any():
+        raise ValueError("every mask needs pixels both inside and outside the region")
+    flat, keep = m.flatten(1), masks.flatten(1)
+    return (flat * keep).sum(1) / inside - (flat * ~keep).sum(1) / outside
