@@ -1,10 +1,12 @@
-"""Figures for the book drawn from a model's own structure (chapters 7 and 8).
+"""Figures and tables for the book drawn from a model's own structure (chapters 1, 7 and 8).
 
 :func:`trace_units` runs one forward pass with hooks on the units that the model lists itself
 (:meth:`ctcnet.model.CTCNet.units`: head, LGCMs, down/upsampling, FRMs, MFFUs, tail) and records
 the input and output shape of each; :func:`draw_dataflow` draws the U-shaped data flow with those
 shapes, placing every box by the unit's stage and scale; :func:`count_calls` counts how often each
-submodule is called in one forward pass.
+submodule is called in one forward pass. :func:`draw_overview` draws the one-glance version
+(one box per stage) for chapter 1, and :func:`paper_module_table` lists every paper module with
+its full name, our class, its paths and its parameters.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from torch import nn
 
 from ..model import MFFU, CTCNet, PaperUnit
 
-__all__ = ["UnitTrace", "trace_units", "count_calls", "draw_dataflow"]
+__all__ = [
+    "UnitTrace",
+    "trace_units",
+    "count_calls",
+    "draw_dataflow",
+    "PAPER_TITLES",
+    "paper_module_table",
+    "draw_overview",
+]
 
 
 @dataclass(frozen=True)
@@ -216,4 +226,263 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
     ax.set_ylim(-0.6, top + 1.3)
     ax.set_axis_off()
     ax.set_title(title or f"CTCNet data flow (input 3x{size}x{size}; boxes show output C x H x W)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Paper names <-> code names, and the one-glance overview (chapter 1)
+# --------------------------------------------------------------------------------------------
+
+#: The paper's full name (Gao et al., 2023) of every ``paper_name`` / ``part`` that
+#: :meth:`ctcnet.model.CTCNet.units` reports, with the abbreviation the paper uses ("" where it
+#: has none). Parts that the paper's Fig. 2 does not draw say so.
+PAPER_TITLES: dict[str, tuple[str, str]] = {
+    "head": ("shallow feature extraction (3×3 conv)", ""),
+    "tail": ("reconstruction (3×3 conv)", ""),
+    "LGCM": ("Local-Global Feature Cooperation Module", "LGCM"),
+    "FSAU": ("Facial Structure Attention Unit", "FSAU"),
+    "Transformer blocks": ("Transformer block (MDTA + GDFN, from Restormer)", ""),
+    "local blocks": ("local residual block (authors' code; not in the paper's figure)", ""),
+    "Downsampling": ("Downsampling", ""),
+    "FRM": ("Feature Refinement Module", "FRM"),
+    "FEU": ("Feature Enhancement Unit", "FEU"),
+    "Upsampling": ("Upsampling", ""),
+    "MFFU": ("Multi-scale Feature Fusion Unit", "MFFU"),
+    "resamplers": ("cross-scale resampling of the encoder features (shared by the MFFUs)", ""),
+    "fusion convs": ("fusion convolution", ""),
+    "CA": ("channel attention", "CA"),
+}
+
+
+def _title(key: str) -> tuple[str, str]:
+    """(full name, abbreviation) of a paper name or part; unknown names stand for themselves."""
+    return PAPER_TITLES.get(key, (key, ""))
+
+
+def _class_name(module: nn.Module) -> str:
+    """The class that a unit is made of: a Sequential of blocks is named by its blocks."""
+    if isinstance(module, nn.Sequential) and len(module):
+        return type(module[0]).__name__
+    return type(module).__name__
+
+
+def _instances(module: nn.Module) -> int:
+    return len(module) if isinstance(module, nn.Sequential) else 1
+
+
+def _where(paths: list[str]) -> str:
+    """Module paths with a common pattern folded: ``encoder.0.fsau, encoder.1.fsau`` ->
+    ``encoder.{0,1}.fsau``; paths keep their first-seen order."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for path in paths:
+        parts = path.split(".")
+        digit = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        if digit is None:
+            groups.setdefault((path, ""), [])
+            continue
+        key = (".".join(parts[:digit]), ".".join(parts[digit + 1:]))
+        groups.setdefault(key, []).append(parts[digit])
+    out = []
+    for (head, tail), indices in groups.items():
+        if not indices:
+            out.append(head)
+            continue
+        middle = indices[0] if len(indices) == 1 else "{" + ",".join(indices) + "}"
+        out.append(".".join(p for p in (head, middle, tail) if p))
+    return ", ".join(out)
+
+
+def paper_module_table(model: CTCNet):
+    """The paper's modules as ``model`` builds them: one row per paper module (a box of Fig. 2,
+    from :meth:`~ctcnet.model.CTCNet.units`), each followed by one row per part it consists of
+    (from ``units(parts=True)``), as a pandas DataFrame.
+
+    Columns: ``paper name`` (the paper's full name), ``abbreviation``, ``inside`` (the module a
+    part belongs to; ``""`` for a module), ``class`` (our class in :mod:`ctcnet.model`),
+    ``where`` (the module paths in ``model``, folded: ``encoder.{0,1,2}``), ``count`` (how many
+    instances; Transformer blocks are counted one by one) and ``parameters``.
+
+    The module rows (``inside == ""``) partition the model's parameters, and so do the part rows
+    of every module: their ``parameters`` sum to the module's (tests check both). Head and tail
+    are separate rows although both are "Conv 3x3".
+    """
+    import pandas as pd  # optional: the course layer
+
+    def key(unit: PaperUnit) -> str:
+        return unit.stage if unit.stage in ("head", "tail") else unit.paper_name
+
+    def params(modules: list[nn.Module]) -> int:
+        seen = {id(p): p.numel() for m in modules for p in m.parameters()}
+        return sum(seen.values())
+
+    boxes: dict[str, list[PaperUnit]] = {}
+    for unit in model.units():
+        boxes.setdefault(key(unit), []).append(unit)
+    parts: dict[str, dict[str, list[PaperUnit]]] = {}
+    for unit in model.units(parts=True):
+        if unit.part:
+            parts.setdefault(key(unit), {}).setdefault(unit.part, []).append(unit)
+
+    rows = []
+    for name, units in boxes.items():
+        title, abbreviation = _title(name)
+        whole = [u for u in units if not u.part] or units
+        ordered = whole + [u for u in units if u not in whole]
+        classes = list(dict.fromkeys(_class_name(u.module) for u in ordered))
+        rows.append({
+            "paper name": title, "abbreviation": abbreviation, "inside": "",
+            "class": ", ".join(classes), "where": _where([u.path for u in units]),
+            "count": len(whole), "parameters": params([u.module for u in units]),
+        })
+        named = parts.get(name, {})
+        if not any(type(u.module).__dict__.get("paper_parts") for u in whole):
+            continue  # a box without parts (Downsampling, head, ...): no part rows
+        for part, members in named.items():
+            title, abbreviation = _title(part)
+            classes = list(dict.fromkeys(_class_name(u.module) for u in members))
+            rows.append({
+                "paper name": title, "abbreviation": abbreviation,
+                "inside": _title(name)[1] or name, "class": ", ".join(classes),
+                "where": _where([u.path for u in members]),
+                "count": sum(_instances(u.module) for u in members),
+                "parameters": params([u.module for u in members]),
+            })
+    columns = ["paper name", "abbreviation", "inside", "class", "where", "count", "parameters"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _stage_groups(model: CTCNet) -> list[tuple[str, float, list[PaperUnit]]]:
+    """The units of ``model.units()`` without the resamplers (drawn as arrows), grouped into
+    runs of one stage at one scale, in forward order: ``(stage, scale, units)``."""
+    groups: list[tuple[str, float, list[PaperUnit]]] = []
+    for unit in model.units():
+        if unit.scale is None or unit.paper_name in ("Downsampling", "Upsampling"):
+            continue
+        if groups and groups[-1][0] == unit.stage and groups[-1][1] == unit.scale:
+            groups[-1][2].append(unit)
+        else:
+            groups.append((unit.stage, unit.scale, [unit]))
+    return groups
+
+
+def draw_overview(model: CTCNet, size: int = 128, scale: int = 8, ax=None,
+                  title: str | None = None):
+    """A one-glance drawing of ``model`` for a reader who has never seen it: the LR face
+    (``size/scale`` pixels), its bicubic enlargement (the input), one box per stage (the
+    shallow-feature conv, the encoder LGCMs, the FRMs of the bottleneck, the decoder's
+    MFFU + LGCM, the reconstruction conv), the down- and upsampling between them, the skip
+    connections into the decoder, the global residual and the output, with the traced output
+    shape ``C×H×W`` of every stage and, below, what each composite module consists of. Everything
+    is taken from :meth:`~ctcnet.model.CTCNet.units` and :func:`trace_units`, so another config
+    draws another figure; :func:`draw_dataflow` draws every unit instead. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, FancyBboxPatch
+
+    trace = {t.path: t for t in trace_units(model, size)}
+    groups = _stage_groups(model)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(12.0, 5.0))
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
+    else:
+        fig = ax.figure
+    colours = {"head": "#dddddd", "tail": "#dddddd", "encoder": "#9ecae1",
+               "bottleneck": "#fcbba1", "decoder": "#c7e9c0"}
+    w, h, dy, step, stagger = 2.5, 0.8, 1.25, 2.85, 1.6
+
+    def level(s: float) -> float:
+        return -math.log2(1 / s) * dy  # 0 at full resolution, one dy lower per halving
+
+    def box(x: float, y: float, lines: list[str], colour: str) -> None:
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.03",
+                                    facecolor=colour, edgecolor="black", linewidth=0.8, zorder=3))
+        for k, line in enumerate(lines):
+            ax.text(x, y + 0.21 * ((len(lines) - 1) / 2 - k), line, ha="center", va="center",
+                    zorder=4, fontsize=10 if k == 0 else 7.5, weight="bold" if k == 0 else None)
+
+    def arrow(x0, y0, x1, y1, style: str = "-", colour: str = "black") -> None:
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=2,
+                    arrowprops=dict(arrowstyle="->", linestyle=style, color=colour, lw=1.0,
+                                    shrinkA=0, shrinkB=0))
+
+    lr = size // scale
+    box(0.0, -dy, ["LR face", f"3×{lr}×{lr}"], "white")
+    box(0.0, 0.0, ["input", f"3×{size}×{size}"], "white")
+    arrow(0.0, -dy + h / 2, 0.0, -h / 2)
+    ax.text(0.1, -dy / 2, f"bicubic ×{scale}", ha="left", va="center", fontsize=8)
+
+    x, y_prev, x_prev = 0.0, 0.0, 0.0
+    encoder_at: dict[float, tuple[float, float]] = {}
+    skips: list[tuple[float, float, float, bool]] = []  # (x from, x to, y, fused)
+    for stage, s, units in groups:
+        y = level(s)
+        x += step if y == y_prev else stagger
+        c, hh, ww = trace[units[-1].path].out_shape[1:]
+        names = list(dict.fromkeys(u.paper_name for u in units))
+        if stage in ("head", "tail"):
+            lines = [names[0].replace("x", "×"),
+                     "shallow features" if stage == "head" else "reconstruction"]
+        elif len(units) > 1 and len(names) == 1:
+            lines = [f"{len(units)} × {names[0]}"]
+        else:
+            lines = [" → ".join(names)]
+        lgcms = [u.module for u in units if u.paper_name == "LGCM"]
+        if lgcms:
+            blocks = sum(len(m.transformer) for m in lgcms if m.transformer is not None)
+            lines.append(f"{blocks} Transformer block{'' if blocks == 1 else 's'}")
+        lines.append(f"{c}×{hh}×{ww}")
+        box(x, y, lines, colours.get(stage, "white"))
+        if y == y_prev:
+            arrow(x_prev + w / 2, y, x - w / 2, y)
+        else:
+            down = y < y_prev
+            y0, y1 = (y_prev - h / 2, y + h / 2) if down else (y_prev + h / 2, y - h / 2)
+            arrow(x_prev, y0, x, y1)
+            ax.text((x_prev + x) / 2 + (-0.12 if down else 0.12), (y0 + y1) / 2,
+                    "Down ×½" if down else "Up ×2", ha="right" if down else "left",
+                    va="center", fontsize=8, color="#444444")
+        if stage == "encoder":
+            encoder_at[s] = (x, y)
+        elif stage == "decoder" and s in encoder_at:
+            ex = encoder_at[s][0]
+            arrow(ex + w / 2, y, x - w / 2, y, style="--", colour="tab:purple")
+            skips.append((ex + w / 2, x - w / 2, y,
+                          any(isinstance(u.module, MFFU) for u in units)))
+        x_prev, y_prev = x, y
+    if skips:  # label the longest (top) skip once
+        x0, x1, y, fused = max(skips, key=lambda k: k[2])
+        ax.text((x0 + x1) / 2, y + 0.06,
+                "skips: every MFFU gets all encoder scales" if fused else "skips (added)",
+                ha="center", va="bottom", fontsize=8, color="tab:purple")
+
+    plus = x + w / 2 + 0.55
+    ax.add_patch(Circle((plus, 0.0), 0.2, facecolor="white", edgecolor="black", zorder=3))
+    ax.text(plus, 0.0, "+", ha="center", va="center", fontsize=11, zorder=4)
+    arrow(x + w / 2, 0.0, plus - 0.2, 0.0)
+    arrow(plus, -0.2, plus, -dy + h / 2)
+    box(plus, -dy, ["SR output", f"3×{size}×{size}"], "white")
+    top = h / 2 + 0.45
+    ax.plot([0.0, 0.0, plus], [h / 2, top, top], color="grey", lw=0.9, ls=":", zorder=1)
+    arrow(plus, top, plus, 0.2, style=":", colour="grey")
+    ax.text(plus / 2, top + 0.05,
+            "global residual: the network predicts a correction that is added to its input",
+            ha="center", va="bottom", fontsize=8, color="grey")
+    out_x = plus
+
+    # what each composite module consists of, from the model's own parts
+    members: dict[str, list[str]] = {}
+    for unit in model.units(parts=True):
+        if unit.part and unit.part != "resamplers":
+            members.setdefault(unit.paper_name, [])
+            if unit.part not in members[unit.paper_name]:
+                members[unit.paper_name].append(unit.part)
+    bottom = min(level(s) for _, s, _ in groups) - h / 2 - 0.35
+    for k, (name, parts) in enumerate(members.items()):
+        inner = ", ".join(f"{p} ({_title(p)[0]})" if _title(p)[1] else p for p in parts)
+        ax.text(-w / 2, bottom - 0.3 * k, f"{name} = {_title(name)[0]}: {inner}",
+                ha="left", va="top", fontsize=8.5)
+    ax.set_xlim(-w / 2 - 0.1, out_x + w / 2 + 0.1)
+    ax.set_ylim(bottom - 0.3 * len(members), top + 0.3)
+    ax.set_axis_off()
+    ax.set_title(title or f"CTCNet at a glance: a {lr}×{lr} face in, a {size}×{size} face out "
+                 "(each box shows its output C×H×W)")
     return fig

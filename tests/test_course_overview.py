@@ -1,0 +1,91 @@
+"""Tests for the chapter-1 overview figure and the paper-name table of ctcnet.course.figures."""
+
+import matplotlib
+import pytest
+
+from ctcnet import build_model
+from ctcnet.course.figures import PAPER_TITLES, draw_overview, paper_module_table
+
+matplotlib.use("Agg")
+
+COLUMNS = ["paper name", "abbreviation", "inside", "class", "where", "count", "parameters"]
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_overview_tiny_has_the_stages_shapes_and_names():
+    model = build_model("tiny")
+    c1, c2, c3 = model.config.widths
+    fig = draw_overview(model, size=64, scale=8)
+    texts = _texts(fig)
+    joined = "\n".join(texts)
+    assert "3×8×8" in texts and texts.count("3×64×64") == 3  # LR, input; tail and output
+    for shape in (f"{c1}×64×64", f"{c2}×32×32", f"{c3}×16×16", f"{c3}×8×8"):
+        assert shape in texts, shape
+    assert texts.count("LGCM") == 3 and texts.count("MFFU → LGCM") == 3 and "FRM" in texts
+    assert "Down ×½" in texts and "Up ×2" in texts
+    assert "Facial Structure Attention Unit" in joined
+    assert "Local-Global Feature Cooperation Module" in joined
+    assert "Multi-scale Feature Fusion Unit" in joined and "Feature Refinement Module" in joined
+    assert not fig.axes[0].axison and "16×16" not in fig.axes[0].get_title()
+    assert "8×8 face in, a 64×64 face out" in fig.axes[0].get_title()
+    # one box per stage (head, 3 encoder, bottleneck, 3 decoder, tail) plus LR, input, output
+    assert len([p for p in fig.axes[0].patches if type(p).__name__ == "FancyBboxPatch"]) == 12
+    matplotlib.pyplot.close(fig)
+
+
+def test_overview_follows_the_config():
+    fig = draw_overview(build_model("tiny", use_mffu=False, num_frm=3), size=64)
+    texts = _texts(fig)
+    assert "3 × FRM" in texts and not any("MFFU" in t for t in texts)
+    assert "skips (added)" in texts
+    matplotlib.pyplot.close(fig)
+    fig = draw_overview(build_model("tiny", num_frm=0), size=64)
+    assert not any("FRM" in t for t in _texts(fig))
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"use_mffu": False, "use_fsau": False}])
+def test_paper_module_table_partitions_the_parameters(overrides):
+    model = build_model("tiny", **overrides)
+    table = paper_module_table(model)
+    assert list(table.columns) == COLUMNS
+    total = sum(p.numel() for p in model.parameters())
+    modules = table[table["inside"] == ""]
+    assert modules["parameters"].sum() == total
+    # one module row per paper name of units() (head and tail apart), in forward order
+    names = list(dict.fromkeys(
+        u.stage if u.stage in ("head", "tail") else u.paper_name for u in model.units()
+    ))
+    assert [PAPER_TITLES[n][0] for n in names] == list(modules["paper name"])
+    # the parts of every composite module add up to it
+    for abbreviation in ("LGCM", "FRM", "MFFU"):
+        whole = modules.loc[modules["abbreviation"] == abbreviation, "parameters"]
+        parts = table.loc[table["inside"] == abbreviation, "parameters"]
+        if abbreviation == "MFFU" and model.fusion is None:
+            assert whole.empty and parts.empty
+            continue
+        assert len(whole) == 1 and len(parts) >= 2
+        assert parts.sum() == whole.iloc[0]
+    assert ("FSAU" in set(table["abbreviation"])) == model.config.use_fsau
+
+
+def test_paper_module_table_counts_and_paths():
+    model = build_model("tiny", num_frm=2)
+    table = paper_module_table(model).set_index(["abbreviation", "inside"])
+    lgcm = table.loc[("LGCM", "")]
+    assert lgcm["count"] == 6 and lgcm["class"] == "LGCM"
+    assert lgcm["where"] == "encoder.{0,1,2}, decoder.{0,1,2}"
+    frm = table.loc[("FRM", "")]
+    assert frm["count"] == 2 and frm["where"] == "bottleneck.{0,1}"
+    assert table.loc[("FEU", "FRM"), "class"] == "FEU"
+    assert table.loc[("FSAU", "LGCM"), "parameters"] == sum(
+        p.numel() for lg in [*model.encoder, *model.decoder] for p in lg.fsau.parameters()
+    )
+    blocks = sum(len(lg.transformer) for lg in [*model.encoder, *model.decoder])
+    tb = paper_module_table(model)
+    row = tb[tb["class"] == "TransformerBlock"].iloc[0]
+    assert row["count"] == blocks and row["inside"] == "LGCM"
+    assert table.loc[("MFFU", ""), "class"].startswith("MFFU")
