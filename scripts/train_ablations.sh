@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 
 OUT=${OUT:-runs/ablations}
 SEEDS=${SEEDS:-"1 2 3"}
-STEPS=${STEPS:-320}
-FULL_FROM=${FULL_FROM:-280}
+STEPS=${STEPS:-240}
+FULL_FROM=${FULL_FROM:-210}
 CTCNET=${CTCNET:-"python -m ctcnet"}
 
 $CTCNET data offline-faces ${CTCNET_DATA:+--root "$CTCNET_DATA"}
