@@ -1,7 +1,12 @@
 # CTCNet library + course.  From a clean machine (Python >= 3.10 and make):
 #
 #   make test    # venv + .[dev]:  pytest, ruff, notebook and repository-URL checks
-#   make book    # venv + .[book]: execute every notebook, build _build/html
+#   make book    # venv + .[book]: fetch MathJax and the widget embedder from npm (the book
+#                #   reads offline; without npm they load from a CDN), execute every notebook,
+#                #   build _build/html, check the HTML, then check every page in headless
+#                #   Chromium when chromium and chromedriver are installed (BROWSER_CHECK=auto)
+#   make check-browser  # only the Chromium check of _build/html (apt-get install chromium
+#                #   chromium-driver); BROWSER_CHECK=yes|no makes it required|skipped in `make book`
 #   make clean   # remove build outputs and caches (keeps .venv)
 #   make distclean  # also remove .venv
 #
@@ -19,6 +24,10 @@ VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 BOOK_BUILD_FLAGS ?= --all -W -n --keep-going
+# tools/check_browser.py after `make book`: auto = when chromium and chromedriver are installed
+# and the web assets could be fetched (else a one-line notice), yes = required, no = skipped
+# (.ci/run runs it as a step of its own)
+BROWSER_CHECK ?= auto
 PYTEST_ARGS ?= -q
 
 VENV_ABS := $(abspath $(VENV))
@@ -37,11 +46,11 @@ endif
 TORCH_STAMP := $(VENV)/.stamp-torch-$(TORCH_VERSION)
 STAMP = $(VENV)/.stamp-$(1)-$(DEPS_HASH)
 
-.PHONY: help venv venv-book venv-dev test book timings clean distclean
+.PHONY: help venv venv-book venv-dev test book check-browser timings clean distclean
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,21p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 $(VPY):
@@ -88,11 +97,27 @@ test: $(call STAMP,dev)
 # -W: any Sphinx/notebook warning is an error; -n: nitpicky cross-references;
 # --keep-going: report every problem, then fail; --all: rebuild every page.
 # Cell errors abort the build (execute.raise_on_error in _config.yml); then
-# tools/check_html.py fails on stray outputs, broken maths, stderr, truncated cells, tiny figures.
+# tools/check_html.py fails on stray outputs, broken maths, stderr, truncated cells, tiny figures,
+# and tools/check_browser.py on console errors, images that do not load, maths MathJax did not
+# typeset, widgets not rendered and any request that leaves localhost.
+# tools/web_assets.py fetches pinned MathJax/require.js/html-manager into _build/web_assets
+# (served from _static; a notice and the CDNs when npm or the registry is unavailable).
 book: $(call STAMP,book)
+	$(VPY) tools/web_assets.py fetch
 	jupyter-book build $(BOOK_BUILD_FLAGS) .
 	@$(VPY) tools/book_timings.py
 	$(VPY) tools/check_html.py _build/html
+	@case "$(BROWSER_CHECK)" in \
+	  no) echo "browser check skipped (BROWSER_CHECK=no)" ;; \
+	  yes) echo "$(VPY) tools/check_browser.py _build/html"; $(VPY) tools/check_browser.py _build/html ;; \
+	  *) if $(VPY) tools/web_assets.py status; then \
+	       echo "$(VPY) tools/check_browser.py --if-available _build/html"; \
+	       $(VPY) tools/check_browser.py --if-available _build/html; \
+	     else echo "browser check skipped: the book loads its web assets from CDNs (see above)"; fi ;; \
+	esac
+
+check-browser: $(call STAMP,book)
+	$(VPY) tools/check_browser.py _build/html
 
 timings:
 	@$(VPY) tools/book_timings.py
