@@ -448,7 +448,7 @@ def draw_overview(model: CTCNet, size: int = 128, scale: int = 8, ax=None,
             skips.append((ex + w / 2, x - w / 2, y,
                           any(isinstance(u.module, MFFU) for u in units)))
         x_prev, y_prev = x, y
-    if skips:  # label the longest (top) skip once
+    if skips:  # label the top skip once
         x0, x1, y, fused = max(skips, key=lambda k: k[2])
         ax.text((x0 + x1) / 2, y + 0.06,
                 "skips: every MFFU gets all encoder scales" if fused else "skips (added)",
