@@ -16,7 +16,9 @@ import torch
 
 from ..runtime import pick_device
 
-__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model", "glue"]
+__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model", "glue",
+           "Subject", "subject", "official_checkpoint", "celeba_test_dir", "folder_faces",
+           "ReproductionPlan", "reproduction_plan", "celeba_stand_in"]
 
 
 @dataclass(frozen=True)
@@ -32,24 +34,37 @@ class BookSettings:
     lam_steps: int
     erf_inputs: int
     timing_repeats: int
+    cap: str = "none"
 
 
 _SMALL = dict(train_steps=60, train_batch=4, train_patch=64, eval_images=21, lam_steps=16,
               erf_inputs=4, timing_repeats=2)
 _FULL = dict(train_steps=3000, train_batch=16, train_patch=128, eval_images=10_000, lam_steps=50,
              erf_inputs=32, timing_repeats=10)
+#: ``CTCNET_BOOK_CAP=smoke``: full mode's code paths at toy sizes (``tools/smoke_full_mode.py``).
+_SMOKE = dict(train_steps=2, train_batch=2, train_patch=32, eval_images=3, lam_steps=2,
+              erf_inputs=2, timing_repeats=1)
 
 
 def settings() -> BookSettings:
     """The mode of this run: ``small`` on a CPU, ``full`` on a GPU, unless
-    ``$CTCNET_BOOK_MODE`` says ``small`` or ``full``."""
+    ``$CTCNET_BOOK_MODE`` says ``small`` or ``full``.
+
+    ``$CTCNET_BOOK_CAP=smoke`` keeps the mode (and so every full-mode code path) but caps every
+    size at a toy value (2 training steps, 3 evaluation faces, ...), so that a CPU can execute
+    the full-mode chapters in minutes (``tools/smoke_full_mode.py``)."""
     device = pick_device()
     forced = os.environ.get("CTCNET_BOOK_MODE", "auto").strip().lower()
     if forced not in {"auto", "small", "full"}:
         raise ValueError(f"CTCNET_BOOK_MODE must be auto, small or full, not {forced!r}")
+    cap = os.environ.get("CTCNET_BOOK_CAP", "none").strip().lower() or "none"
+    if cap not in {"none", "smoke"}:
+        raise ValueError(f"CTCNET_BOOK_CAP must be none or smoke, not {cap!r}")
     full = forced == "full" or (forced == "auto" and device.type == "cuda")
-    sizes = _FULL if full else _SMALL
-    return BookSettings(mode="full" if full else "small", device=device, **sizes)
+    sizes = dict(_FULL if full else _SMALL)
+    if cap == "smoke":
+        sizes = {k: min(v, _SMOKE[k]) for k, v in sizes.items()}
+    return BookSettings(mode="full" if full else "small", device=device, cap=cap, **sizes)
 
 
 def banner(config: BookSettings | None = None) -> BookSettings:
@@ -59,6 +74,7 @@ def banner(config: BookSettings | None = None) -> BookSettings:
     print(
         f"Mode: {config.mode} ({why}) | device: {config.device} | torch {torch.__version__} | "
         f"threads: {torch.get_num_threads()}"
+        + (f" | sizes capped: {config.cap}" if config.cap != "none" else "")
     )
     return config
 
@@ -114,3 +130,242 @@ def glue(name: str, value, display: bool = False) -> None:
     except ImportError:
         return
     _glue(name, value, display=display)
+
+
+# --------------------------------------------------------------------------------------------
+# Full mode: the network the paper reports (the authors' weights on CelebA) when it is here
+# --------------------------------------------------------------------------------------------
+#: Environment variables read by :func:`subject`: a checkpoint file or folder of the authors, and
+#: a folder of prepared CelebA test faces (or the ``--root`` given to ``ctcnet data prepare``).
+OFFICIAL_CHECKPOINT_ENV = "CTCNET_OFFICIAL_CHECKPOINT"
+CELEBA_ENV = "CTCNET_CELEBA"
+
+#: Where ``ctcnet data prepare celeba --root ROOT`` is looked for when ``$CTCNET_CELEBA`` is unset.
+CELEBA_ROOTS = (Path.home() / ".cache" / "ctcnet" / "data", Path("/content/data"))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a chapter evaluates and dissects.
+
+    Attributes
+    ----------
+    model : the network (eval mode).
+    test_dir : folder of 128x128 HR test faces (PNG).
+    label : how the prose names it, e.g. "the shipped reduced CTCNet on 21 offline test faces".
+    official : True for the authors' released weights on prepared CelebA test faces.
+    weights : the checkpoint file that was loaded.
+    notice : the paragraph printed when full mode had to fall back (``None`` otherwise).
+    """
+
+    model: torch.nn.Module
+    test_dir: Path
+    label: str
+    official: bool
+    weights: Path
+    notice: str | None = None
+
+
+def official_checkpoint() -> Path | None:
+    """The authors' checkpoint on this machine, without downloading anything, or ``None``.
+
+    Looks at ``$CTCNET_OFFICIAL_CHECKPOINT`` (a ``.pth`` or a folder), then where
+    ``ctcnet weights official`` puts it (``$CTCNET_WEIGHTS`` or ``~/.cache/ctcnet/official_weights``)
+    and Colab's ``/content/official_weights``. In a folder, a file whose name contains ``best``
+    is preferred, else the first in sorted order.
+    """
+    from ..data.official_weights import default_weights_dir, find_checkpoints
+
+    env = os.environ.get(OFFICIAL_CHECKPOINT_ENV)
+    places = [Path(env).expanduser()] if env else []
+    places += [default_weights_dir(), Path("/content/official_weights")]
+    for place in places:
+        try:
+            found = find_checkpoints(place)
+        except FileNotFoundError:
+            continue
+        best = [p for p in found if "best" in p.name.lower()]
+        return (best or found)[0]
+    return None
+
+
+def celeba_test_dir() -> Path | None:
+    """The prepared CelebA test faces (``ROOT/celeba/test/*.png``), or ``None``.
+
+    ``$CTCNET_CELEBA`` may name the folder of PNGs itself or the ``--root`` of
+    ``ctcnet data prepare celeba``; without it, :data:`CELEBA_ROOTS` are tried.
+    """
+    env = os.environ.get(CELEBA_ENV)
+    roots = [Path(env).expanduser()] if env else list(CELEBA_ROOTS)
+    for root in roots:
+        for folder in (root, root / "test", root / "celeba" / "test"):
+            if folder.is_dir() and any(folder.glob("*.png")):
+                return folder
+    return None
+
+
+def _load_official(path: Path, device) -> torch.nn.Module:
+    from ..official import load_official_checkpoint
+
+    return load_official_checkpoint(path, device=device)
+
+
+def _fallback_notice(checkpoint: Path | None, celeba: Path | None) -> str:
+    from ..data.official_weights import default_weights_dir
+
+    missing = []
+    if checkpoint is None:
+        missing.append(f"the authors' weights (no .pth in {default_weights_dir()} and "
+                       f"${OFFICIAL_CHECKPOINT_ENV} unset)")
+    if celeba is None:
+        missing.append(f"prepared CelebA test faces (none under {CELEBA_ROOTS[0]}/celeba/test "
+                       f"and ${CELEBA_ENV} unset)")
+    return (
+        "Notice: full mode, but " + " and ".join(missing) + " are not on this machine, so this "
+        "chapter analyses the shipped reduced CTCNet (trained on the small offline face set) on "
+        "the offline test faces; its numbers are not the paper's. To analyse the network the "
+        "paper reports, run `ctcnet weights official` (fetches the authors' checkpoint with "
+        'gdown: pip install "ctcnet[colab]"; or --source PATH for a .pth downloaded by hand) '
+        f"and `ctcnet data prepare celeba --root {CELEBA_ROOTS[0]}` (CelebA from Kaggle "
+        f"through kagglehub, with the face crop), or point ${OFFICIAL_CHECKPOINT_ENV} and "
+        f"${CELEBA_ENV} at copies you have, then run the chapter again."
+    )
+
+
+def subject(config: BookSettings | None = None, device: str | torch.device | None = None,
+            ) -> Subject:
+    """The model and test faces a chapter should analyse in this mode.
+
+    In full mode, when the authors' checkpoint (:func:`official_checkpoint`) and prepared CelebA
+    test faces (:func:`celeba_test_dir`) are both on this machine, the authors' released CTCNet
+    on those faces. Otherwise (and always in small mode) the shipped ``reduced`` model
+    (:func:`trained_model`) on the offline test faces; in full mode a paragraph is printed that
+    says so and how to get the real thing. Nothing is downloaded here.
+    """
+    from ..checkpoint import default_weights_path
+
+    config = config or settings()
+    device = device or config.device
+    if config.mode == "full":
+        checkpoint, celeba = official_checkpoint(), celeba_test_dir()
+        if checkpoint is not None and celeba is not None:
+            n = len(list(celeba.glob("*.png")))
+            return Subject(_load_official(checkpoint, device), celeba,
+                           f"the authors' released CTCNet ({checkpoint.name}) on {n:,} CelebA "
+                           "test faces", True, checkpoint)
+        notice = _fallback_notice(checkpoint, celeba)
+        print(notice)
+    else:
+        notice = None
+    faces("test", 1)  # builds the offline face set on first use
+    from ..data.offline_faces import default_root
+
+    folder = default_root() / "test"
+    n = len(list(folder.glob("*.png")))
+    return Subject(trained_model(device), folder,
+                   f"the shipped reduced CTCNet on the {n} offline test faces", False,
+                   default_weights_path(), notice)
+
+
+def folder_faces(folder: str | Path, n: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """The PNG faces of ``folder`` as ``(name, HxWx3 uint8)`` pairs, sorted by name (first ``n``)."""
+    from PIL import Image
+
+    files = sorted(Path(folder).glob("*.png"))
+    if not files:
+        raise FileNotFoundError(f"no faces in {folder}")
+    files = files[:n] if n else files
+    return [(f.stem, np.asarray(Image.open(f).convert("RGB"))) for f in files]
+
+
+# --------------------------------------------------------------------------------------------
+# The GPU appendix: the reference recipe, or its toy-size stand-in on a CPU
+# --------------------------------------------------------------------------------------------
+#: Where the appendix keeps its run on Colab: Google Drive survives the end of a Colab session.
+COLAB_RUN_DIR = Path("/content/drive/MyDrive/ctcnet/runs/official")
+
+
+@dataclass(frozen=True)
+class ReproductionPlan:
+    """Sizes and folders of the GPU appendix's run (see :func:`reproduction_plan`)."""
+
+    stand_in: bool  # True: toy sizes and offline faces standing in for CelebA
+    colab: bool
+    preset: str
+    steps: int
+    first_steps: int  # the stand-in stops here once and resumes (= steps for the real run)
+    batch_size: int
+    n_train: int
+    n_test: int
+    val: str
+    val_limit: int
+    eval_every: int
+    save_every: int
+    data_root: Path  # ``ctcnet data prepare celeba --root`` writes data_root/celeba/{train,test}
+    run_dir: Path
+
+
+def reproduction_plan(config: BookSettings | None = None, workdir: str | Path | None = None,
+                      colab: bool | None = None) -> ReproductionPlan:
+    """The appendix's plan for this machine.
+
+    Full mode without a size cap: the authors' recipe (``official`` preset, batch 10, 181,800
+    steps, 18,000 / 1,000 CelebA faces, 1,000 validation faces carved out of training), the run
+    in :data:`COLAB_RUN_DIR` on Colab (Google Drive, mounted by the notebook) or ``runs/official``
+    elsewhere, the data under :data:`CELEBA_ROOTS`. Small mode or ``CTCNET_BOOK_CAP=smoke``: the
+    same code path at toy size (``tiny`` preset, 3 steps stopped after 2 and resumed, a handful
+    of offline faces standing in for CelebA), everything under ``workdir`` (a new temporary
+    folder by default).
+    """
+    import sys
+    import tempfile
+
+    config = config or settings()
+    colab = "google.colab" in sys.modules if colab is None else colab
+    if config.mode == "full" and config.cap == "none":
+        return ReproductionPlan(
+            stand_in=False, colab=colab, preset="official", steps=181_800, first_steps=181_800,
+            batch_size=10, n_train=18_000, n_test=1_000, val="carve:1000", val_limit=200,
+            eval_every=5_000, save_every=1_000,
+            data_root=Path("/content/data") if colab else CELEBA_ROOTS[0],
+            run_dir=COLAB_RUN_DIR if colab else Path("runs/official"),
+        )
+    work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ctcnet_gpu_"))
+    return ReproductionPlan(
+        stand_in=True, colab=colab, preset="tiny", steps=3, first_steps=2, batch_size=2,
+        n_train=6, n_test=3, val="none", val_limit=0, eval_every=0, save_every=1,
+        data_root=work / "data", run_dir=work / "runs" / "tiny",
+    )
+
+
+def celeba_stand_in(folder: str | Path, images: list[tuple[str, np.ndarray]],
+                    n_train: int, n_test: int) -> Path:
+    """Write a miniature CelebA in its official layout, from 128x128 faces, and return it.
+
+    Each face is enlarged to 148x148 and placed in the face box of a 178x218 canvas (the rest
+    filled by repeating the face's border pixels), saved as ``img_align_celeba/NNNNNN.jpg`` next
+    to a ``list_eval_partition.txt`` that marks the first ``n_train`` as train (0) and the next
+    ``n_test`` as test (2). ``ctcnet data prepare celeba --source`` reads it exactly as it reads
+    the real archive, and its face crop gives back (a resampled copy of) each face.
+    """
+    from PIL import Image
+
+    from ..data.prepare import CELEBA_FACE_BOX, CELEBA_SIZE
+
+    if len(images) < n_train + n_test:
+        raise ValueError(f"need {n_train + n_test} faces, got {len(images)}")
+    root = Path(folder)
+    (root / "img_align_celeba").mkdir(parents=True, exist_ok=True)
+    left, top, right, bottom = CELEBA_FACE_BOX
+    width, height = CELEBA_SIZE
+    lines = []
+    for i, (_, image) in enumerate(images[: n_train + n_test]):
+        face = np.asarray(Image.fromarray(image).resize((right - left, bottom - top),
+                                                        Image.BICUBIC))
+        canvas = np.pad(face, ((top, height - bottom), (left, width - right), (0, 0)),
+                        mode="edge")
+        name = f"{i + 1:06d}.jpg"
+        Image.fromarray(canvas).save(root / "img_align_celeba" / name, quality=95)
+        lines.append(f"{name} {0 if i < n_train else 2}")
+    (root / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return root
