@@ -259,18 +259,25 @@ def test_fetch_without_npm_is_a_notice_not_a_failure(tmp_path, monkeypatch, caps
     assert len(problems) == len(web_assets.PACKAGES)
     assert all("npm is not installed" in p for p in problems)
     assert web_assets.main(["fetch", str(tmp_path / "assets")]) == 0
-    assert "will load it from a CDN" in capsys.readouterr().out
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "will not read offline" in out[0], out
+    assert "mathjax@3.2.2, requirejs@2.3.4, @jupyter-widgets/html-manager@1.0.6: npm is not" in out[0]
     assert web_assets.main(["fetch", str(tmp_path / "assets"), "--strict"]) == 1
 
 
-def test_fetch_reports_a_failing_npm(tmp_path):
+def test_fetch_reports_a_failing_npm_and_stops_there(tmp_path):
     fake = tmp_path / "npm"
-    fake.write_text("#!/bin/sh\necho 'npm error network unreachable' >&2\nexit 1\n")
+    fake.write_text("#!/bin/sh\n(echo 'npm error code ECONNREFUSED'; echo 'npm error FetchError: "
+                    "request to http://r/requirejs failed, reason: connect ECONNREFUSED'; "
+                    "echo 'npm error A complete log of this run can be found in: x.log') >&2\n"
+                    "exit 1\n")
     fake.chmod(0o755)
-    problems = web_assets.fetch(tmp_path / "assets", packages=(web_assets.REQUIREJS,),
-                                npm=str(fake))
-    assert problems == ["requirejs@2.3.4: npm pack requirejs@2.3.4 failed: "
-                        "npm error network unreachable"]
+    problems = web_assets.fetch(tmp_path / "assets", packages=web_assets.PACKAGES, npm=str(fake))
+    assert problems == [
+        "mathjax@3.2.2: npm pack mathjax@3.2.2 failed: FetchError: request to "
+        "http://r/requirejs failed, reason: connect ECONNREFUSED",
+        "requirejs@2.3.4: not tried after the failure above",
+        "@jupyter-widgets/html-manager@1.0.6: not tried after the failure above"]
 
 
 def _sphinx_app(confdir: Path):
@@ -304,7 +311,8 @@ def test_sphinx_extension_falls_back_to_the_cdn(tmp_path):
 
 
 def test_duplicate_inline_scripts_are_dropped_and_the_colour_mode_set():
-    from sphinx.builders.html._assets import _JavaScript
+    def _JavaScript(filename, **attributes):  # what Sphinx's _JavaScript exposes (no Sphinx import)
+        return SimpleNamespace(filename=filename, attributes=attributes)
 
     thebe = 'const THEBE_JS_URL = "x"'
     scripts = [_JavaScript("_static/a.js"), _JavaScript(None, body=thebe),

@@ -140,16 +140,27 @@ def sri_sha512(path: Path) -> str:
 def _npm_pack(spec: str, workdir: Path, npm: str) -> Path:
     cmd = [
         npm, "pack", spec, "--json", "--pack-destination", str(workdir),
-        "--prefer-offline", "--fetch-retries=1", "--fetch-timeout=60000",
+        "--prefer-offline", "--fetch-retries=1", "--fetch-retry-mintimeout=2000",
+        "--fetch-retry-maxtimeout=5000", "--fetch-timeout=60000",
         "--no-audit", "--no-fund", "--loglevel=error",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=240)
     if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["(no message)"]
-        raise RuntimeError(f"npm pack {spec} failed: {lines[-1]}")
+        raise RuntimeError(f"npm pack {spec} failed: {_npm_reason(proc.stderr or proc.stdout)}")
     filename = json.loads(proc.stdout)[0]["filename"]
     # npm < 9 names scoped tarballs "@scope/name-1.0.tgz" but writes "scope-name-1.0.tgz"
     return workdir / filename.lstrip("@").replace("/", "-")
+
+
+def _npm_reason(output: str) -> str:
+    """The informative line of npm's error output (the reason, else the error code)."""
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    errors = [ln.removeprefix("npm error").strip() for ln in lines if ln.startswith("npm error")]
+    for want in ("reason:", "404", "code "):
+        for msg in errors:
+            if want in msg:
+                return msg
+    return lines[-1] if lines else "(no message)"
 
 
 def install_package(tarball: Path, pkg: Package, dest: Path) -> None:
@@ -184,11 +195,15 @@ def fetch(dest: Path = DEFAULT_DEST, packages=PACKAGES, npm: str | None = None) 
     dest.mkdir(parents=True, exist_ok=True)
     npm = npm or shutil.which("npm")
     problems = []
+    npm_failed = False
     for pkg in packages:
         if is_complete(dest, pkg):
             continue
         if npm is None:
             problems.append(f"{pkg.spec}: npm is not installed")
+            continue
+        if npm_failed:  # an unreachable registry would make each package wait for its timeout
+            problems.append(f"{pkg.spec}: not tried after the failure above")
             continue
         try:
             with tempfile.TemporaryDirectory() as work:
@@ -196,6 +211,7 @@ def fetch(dest: Path = DEFAULT_DEST, packages=PACKAGES, npm: str | None = None) 
             print(f"web assets: {pkg.spec} -> {dest / pkg.folder}")
         except (OSError, RuntimeError, ValueError, KeyError, subprocess.SubprocessError) as exc:
             problems.append(f"{pkg.spec}: {exc}")
+            npm_failed = True
     return problems
 
 
@@ -282,8 +298,14 @@ def main(argv=None) -> int:
             print(f"web assets: not in {args.dest}: {', '.join(missing)}")
         return 1 if missing else 0
     problems = fetch(args.dest)
-    for line in problems:
-        print(f"web assets: NOTICE: {line}; the book will load it from a CDN (not offline)")
+    if problems:  # one line: which packages, why, and what it means for the reader
+        by_reason: dict[str, list[str]] = {}
+        for line in problems:
+            spec, _, reason = line.partition(": ")
+            by_reason.setdefault(reason.replace(f" {spec}", ""), []).append(spec)
+        why = "; ".join(f"{', '.join(specs)}: {reason}" for reason, specs in by_reason.items())
+        print(f"web assets: NOTICE: not fetched ({why}); the book loads them from CDNs and will "
+              "not read offline")
     return 1 if problems and args.strict else 0
 
 
