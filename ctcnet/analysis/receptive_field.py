@@ -11,6 +11,10 @@
 * :func:`effective_receptive_field` measures the effective receptive field of Luo, Li, Urtasun &
   Zemel ("Understanding the effective receptive field in deep convolutional neural networks",
   NeurIPS 2016): the mean absolute gradient of one output pixel with respect to the input.
+* :func:`erf_maps` keeps one such map per input and per output pixel (:class:`ERFMaps`), for the
+  spread of the ERF over faces, paired comparisons of models on the same faces
+  (:func:`radius_summary`, :func:`difference_verdict`) and pixels on facial regions
+  (:func:`region_pixels`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ __all__ = [
     "ERFResult",
     "effective_receptive_field",
     "erf_radius",
+    "ERFMaps",
+    "erf_maps",
+    "REGIONS",
+    "region_pixels",
+    "radius_summary",
+    "difference_verdict",
 ]
 
 
@@ -715,3 +725,249 @@ def effective_receptive_field(
     normalised = mean / mean.sum() if mean.sum() > 0 else mean
     radii = {f: erf_radius(normalised, f, (py, px)) for f in (0.5, 0.9, 0.99, 1.0)}
     return ERFResult(normalised, (py, px), radii, nonzero, n, residual)
+
+
+# --------------------------------------------------------------------------------------------
+# Effective receptive fields per input: spread over faces, several output pixels, regions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ERFMaps:
+    """Effective receptive fields of one or more output pixels, kept input by input.
+
+    Luo et al. define the ERF as a mean over inputs; keeping one map per input gives its spread
+    (how much the reach changes from one face to the next) and lets two models be compared on
+    the same faces, pair by pair.
+
+    Attributes
+    ----------
+    maps : numpy.ndarray
+        ``(P, N, H, W)`` float64: for output pixel ``p`` and input ``x_n``, ``sum_c' |d y_p / d
+        x_n[c', :, :]|`` with ``y_p`` the output pixel summed over output channels. Not
+        normalised: the mean over ``N`` is Luo et al.'s ERF up to a constant.
+    pixels : numpy.ndarray
+        ``(P, N, 2)`` int: the output pixel ``(row, col)`` of every map.
+    residual : bool
+        Whether the gradient is of the residual branch ``output - input``.
+    """
+
+    maps: np.ndarray
+    pixels: np.ndarray
+    residual: bool
+
+    def radii(self, fraction: float, window: int | None = None) -> np.ndarray:
+        """Chebyshev radius holding ``fraction`` of each map's mass, shape ``(P, N)``.
+
+        ``window``: count only the mass inside the ``(2 window + 1)``-pixel square centred on
+        the map's pixel (the square must lie inside the image). Pixels at different places then
+        have their reach measured on the same support; without it, a pixel near a border loses
+        the part of its field beyond the border, which can only make its radii smaller.
+        """
+        p, n, h, w = self.maps.shape
+        out = np.empty((p, n))
+        for i in range(p):
+            for j in range(n):
+                m = self.maps[i, j]
+                cy, cx = (int(v) for v in self.pixels[i, j])
+                if window is not None:
+                    if not (window <= cy < h - window and window <= cx < w - window):
+                        raise ValueError(f"the window of radius {window} around pixel "
+                                         f"{(cy, cx)} leaves the {h}x{w} image")
+                    m = m[cy - window: cy + window + 1, cx - window: cx + window + 1]
+                    cy = cx = window
+                out[i, j] = erf_radius(m, fraction, (cy, cx))
+        return out
+
+    def mean_result(self, index: int = 0) -> ERFResult:
+        """Luo et al.'s ERF of output pixel ``index``: the mean map over the inputs, normalised
+        to sum 1, as :func:`effective_receptive_field` returns it. The pixel must be the same for
+        every input."""
+        pix = np.asarray(self.pixels[index])
+        if not (pix == pix[0]).all():
+            raise ValueError("the inputs' maps are centred on different pixels: no common mean")
+        py, px = (int(v) for v in pix[0])
+        mean = self.maps[index].mean(axis=0)
+        total = mean.sum()
+        normalised = mean / total if total > 0 else mean
+        radii = {f: erf_radius(normalised, f, (py, px)) for f in (0.5, 0.9, 0.99, 1.0)}
+        return ERFResult(normalised, (py, px), radii, float((mean > 0).mean()),
+                         self.maps.shape[1], self.residual)
+
+
+def _pixel_array(pixels, n: int, h: int, w: int) -> np.ndarray:
+    """``(P, N, 2)`` ints from None (the centre), one ``(row, col)``, ``P`` of them shared by every
+    input, or a ``(P, N, 2)`` array of one pixel per input."""
+    if pixels is None:
+        pixels = [(h // 2, w // 2)]
+    arr = np.asarray(pixels)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim == 2:
+        arr = np.broadcast_to(arr[:, None, :], (arr.shape[0], n, arr.shape[-1]))
+    if arr.ndim != 3 or arr.shape[1:] != (n, 2):
+        raise ValueError(f"pixels must be (row, col), (P, 2) or (P, {n}, 2), got shape "
+                         f"{np.asarray(pixels).shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.allclose(arr, np.round(arr)):
+            raise ValueError("pixels must be integer (row, col) positions")
+    arr = np.round(arr).astype(np.int64)
+    if (arr[..., 0] < 0).any() or (arr[..., 0] >= h).any() or (arr[..., 1] < 0).any() or (
+            arr[..., 1] >= w).any():
+        raise ValueError(f"a pixel lies outside the {h}x{w} output")
+    return arr
+
+
+def erf_maps(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    pixels=None,
+    residual: bool = True,
+    batch_size: int = 4,
+) -> ERFMaps:
+    """Per-input effective receptive fields of one or more output pixels (Luo et al., 2016).
+
+    For every input ``x_n`` and every output pixel ``p``, ``y_p = sum_c f(x_n)[c, p]`` is
+    back-propagated to ``x_n`` and ``sum_c' |d y_p / d x_n|`` is kept, without averaging over the
+    inputs (:func:`effective_receptive_field` keeps only the mean). One forward pass per batch
+    serves all the pixels: each further pixel costs one backward pass. Gradients of the
+    parameters are not needed and are switched off for the measurement; the model's
+    ``requires_grad`` flags and train/eval mode are restored afterwards.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(N, C, H, W)`` to ``(N, C', H, W)``; measured in eval mode.
+    inputs : tensor (N, C, H, W)
+        E.g. the bicubic-upsampled LR faces the model reads, in ``[-1, 1]``.
+    pixels : optional
+        ``None`` (the centre), one ``(row, col)``, a ``(P, 2)`` list shared by every input, or a
+        ``(P, N, 2)`` array with one pixel per input (e.g. a landmark of each face, see
+        :func:`region_pixels`).
+    residual : bool, default True
+        Measure ``f(x) = model(x) - x``: CTCNet's global skip would otherwise put a spike at ``p``.
+    batch_size : int, default 4
+
+    Returns
+    -------
+    ERFMaps
+    """
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    inputs = inputs.detach().to(device=device, dtype=torch.float32)
+    n, _, h, w = inputs.shape
+    pix = _pixel_array(pixels, n, h, w)
+    maps = np.zeros((pix.shape[0], n, h, w))
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            x = inputs[start:stop].clone().requires_grad_(True)
+            out = model(x)
+            if residual:
+                if out.shape != x.shape:
+                    raise ValueError("residual=True needs output and input of the same shape")
+                out = out - x
+            rows = torch.arange(stop - start, device=device)
+            for k in range(pix.shape[0]):
+                py = torch.as_tensor(pix[k, start:stop, 0], device=device)
+                px = torch.as_tensor(pix[k, start:stop, 1], device=device)
+                target = out[rows, :, py, px].sum()  # (batch, C) -> one scalar; samples independent
+                (grad,) = torch.autograd.grad(target, x, retain_graph=k < pix.shape[0] - 1)
+                maps[k, start:stop] = grad.abs().sum(dim=1).double().cpu().numpy()
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+    return ERFMaps(maps, pix, residual)
+
+
+#: The regions of :func:`region_pixels`, in order.
+REGIONS = ("eye", "nose", "mouth", "cheek", "hair/background")
+
+
+def region_pixels(landmarks, size: int = 128, margin: int = 30) -> dict[str, np.ndarray]:
+    """Output pixels on facial regions, from five landmarks per face.
+
+    Parameters
+    ----------
+    landmarks : array (5, 2) or (N, 5, 2)
+        ``(x, y)`` positions in the order of :data:`ctcnet.faces.CANONICAL_LANDMARKS`: left eye,
+        right eye, nose tip, left and right mouth corner (left/right as seen in the image).
+    size : int, default 128
+        Side of the square image.
+    margin : int, default 30
+        Every pixel is clamped to ``[margin, size - 1 - margin]`` on both axes, so that a square
+        of radius ``margin`` around it lies inside the image (see ``ERFMaps.radii(window=...)``).
+
+    Returns
+    -------
+    dict
+        ``{region: (N, 2) int array of (row, col)}`` for the regions of :data:`REGIONS`:
+        ``eye`` the left eye; ``nose`` the nose tip; ``mouth`` the middle of the mouth corners;
+        ``cheek`` the left cheek, midway between the left eye and the left mouth corner and moved
+        outwards by 0.35 of the distance between the eyes; ``hair/background`` the upper corner
+        of the allowed square (``margin`` from two borders) farther from the face's nose tip.
+        ``N = 1`` for a ``(5, 2)`` input.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.ndim == 2:
+        pts = pts[None]
+    if pts.ndim != 3 or pts.shape[1:] != (5, 2):
+        raise ValueError(f"landmarks must be (5, 2) or (N, 5, 2), got {pts.shape}")
+    if not 0 <= margin < size / 2:
+        raise ValueError(f"margin must be in [0, {size / 2}), got {margin}")
+    left_eye, right_eye, nose, mouth_l, mouth_r = (pts[:, i] for i in range(5))
+    eye_axis = right_eye - left_eye
+    cheek = (left_eye + mouth_l) / 2 - 0.35 * eye_axis
+    corners = np.array([[margin, margin], [size - 1 - margin, margin]], dtype=np.float64)  # x, y
+    far = np.argmax(np.linalg.norm(corners[None] - nose[:, None], axis=2), axis=1)
+    xy = {"eye": left_eye, "nose": nose, "mouth": (mouth_l + mouth_r) / 2, "cheek": cheek,
+          "hair/background": corners[far]}
+    lo, hi = margin, size - 1 - margin
+    return {name: np.clip(np.round(p[:, ::-1]), lo, hi).astype(np.int64) for name, p in xy.items()}
+
+
+def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: int = 10_000,
+                   seed: int = 0) -> pd.DataFrame:
+    """Mean, standard deviation and bootstrap interval of per-input radii, one row per entry.
+
+    Parameters
+    ----------
+    radii : dict
+        ``{name: per-input radii}`` (e.g. a row of :meth:`ERFMaps.radii`).
+    ci, n_boot, seed
+        As in :func:`ctcnet.metrics.paired_bootstrap_ci` (a percentile bootstrap of the mean
+        over inputs; with fewer than about 20 inputs it is somewhat too narrow).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``name``, ``n``, ``mean``, ``sd`` (over inputs, ``ddof=1``), ``low``, ``high``.
+    """
+    from ..metrics import paired_bootstrap_ci
+
+    rows = []
+    for name, values in radii.items():
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 1 or v.size < 2:
+            raise ValueError(f"{name!r}: need a 1-D sequence of at least two radii")
+        mean, low, high = paired_bootstrap_ci(v, np.zeros_like(v), n_boot=n_boot, ci=ci, seed=seed)
+        rows.append({"name": name, "n": int(v.size), "mean": mean, "sd": float(v.std(ddof=1)),
+                     "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def difference_verdict(ci, above: str = "larger", below: str = "smaller",
+                       neither: str = "within noise") -> str:
+    """A word for a difference from its confidence interval ``(mean, low, high)``: ``above`` when
+    the whole interval is above zero, ``below`` when it is below, ``neither`` when it holds 0."""
+    _, low, high = ci
+    if low > 0:
+        return above
+    if high < 0:
+        return below
+    return neither
