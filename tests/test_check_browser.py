@@ -175,30 +175,41 @@ def test_remote_requests_from_the_network_log():
     assert check_browser._remote_requests(log) == ["https://cdn.example.org/x.js"]
 
 
-def test_a_page_the_browser_timed_out_on_is_tried_once_more(monkeypatch, tmp_path):
+def test_timeouts_and_crashes_are_tried_once_more(monkeypatch, tmp_path):
+    """A timed-out page is tried again in the same browser, a crashed tab in a fresh one."""
     from contextlib import contextmanager
+
+    browsers = []
 
     @contextmanager
     def fake_driver(*args):
+        browsers.append("open")
         yield SimpleNamespace(set_page_load_timeout=lambda t: None,
-                              set_script_timeout=lambda t: None)
+                              set_script_timeout=lambda t: None, n=len(browsers))
+        browsers[-1] = "closed"
 
     calls = []
 
     def fake_check_page(driver, base, page, errors, timeout_s):
-        calls.append(page)
-        slow = page == "slow.html" and calls.count(page) == 1
+        calls.append((page, driver.n))
+        first = [c[0] for c in calls].count(page) == 1
+        slow = page == "slow.html" and first
+        crash = page == "crash.html" and first
         never = page == "never.html"
-        return check_browser.PageResult(page, ["browser error: timeout"] if slow or never else [],
-                                        seconds=1.0, timed_out=slow or never)
+        return check_browser.PageResult(
+            page, ["browser error"] if slow or crash or never else [], seconds=1.0,
+            timed_out=slow or never, crashed=crash)
 
     monkeypatch.setattr(check_browser, "chromium_driver", fake_driver)
     monkeypatch.setattr(check_browser, "check_page", fake_check_page)
-    res = check_browser.check_site(tmp_path, ["ok.html", "slow.html", "never.html"],
-                                   chromium="c", chromedriver="d")
-    assert calls == ["ok.html", "slow.html", "slow.html", "never.html", "never.html"]
-    assert [(r.ok, r.tries) for r in res] == [(True, 1), (True, 2), (False, 2)]
+    pages = ["ok.html", "slow.html", "never.html", "crash.html", "after.html"]
+    res = check_browser.check_site(tmp_path, pages, chromium="c", chromedriver="d")
+    assert calls == [("ok.html", 1), ("slow.html", 1), ("slow.html", 1), ("never.html", 1),
+                     ("never.html", 1), ("crash.html", 1), ("crash.html", 2), ("after.html", 2)]
+    assert [(r.ok, r.tries) for r in res] == [(True, 1), (True, 2), (False, 2), (True, 2),
+                                              (True, 1)]
     assert "try 2" in res[1].line() and res[1].seconds == 2.0
+    assert browsers == ["closed", "closed"]  # the crashed browser was closed, the new one too
 
 
 def test_missing_browser_skips_only_when_asked(tmp_path, monkeypatch, capsys):

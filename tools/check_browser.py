@@ -70,6 +70,7 @@ class PageResult:
     maths: int = 0
     widgets: int = 0
     timed_out: bool = False  # the browser gave up on the page (load or probe)
+    crashed: bool = False  # the tab or the browser died: the session must be restarted
     tries: int = 1
 
     @property
@@ -130,7 +131,10 @@ def chromium_driver(chromium: str, chromedriver: str, profile_dir: str):
     try:
         yield driver
     finally:
-        driver.quit()
+        try:
+            driver.quit()
+        except Exception:  # noqa: BLE001 (a crashed browser may not answer; it is gone anyway)
+            pass
 
 
 # ------------------------------------------------------------------------------ local server
@@ -317,26 +321,40 @@ def _console_errors(entries) -> list[str]:
     return [e.get("message", "").strip() for e in entries if e.get("level") == "SEVERE"]
 
 
+# WebDriver messages after which the session is dead (a renderer killed, e.g. for memory)
+_DEAD_SESSION = ("crash", "invalid session id", "session deleted", "disconnected",
+                 "no such window", "chrome not reachable")
+
+
 def check_page(driver, base: str, page: str, server_errors: list, timeout_s: float) -> PageResult:
+    """Open one page and collect its faults (a WebDriver error is one, and flags the result)."""
     from selenium.common.exceptions import TimeoutException, WebDriverException
 
     res = PageResult(page)
     t0 = time.monotonic()
     del server_errors[:]
-    driver.get_log("browser"), driver.get_log("performance")  # drop the previous page's entries
     try:
+        driver.get_log("browser"), driver.get_log("performance")  # the previous page's entries
         driver.get(base + page)
         probe = driver.execute_async_script(_PAGE_PROBE, int(timeout_s * 1000))
+        res.problems.extend(probe.get("problems", []))
+        res.images, res.maths, res.widgets = (probe.get(k, 0) for k in ("images", "maths", "widgets"))
+        time.sleep(0.1)  # let late console messages arrive
+        console, network = driver.get_log("browser"), driver.get_log("performance")
     except WebDriverException as exc:
-        res.timed_out = isinstance(exc, TimeoutException)
         first_line = (exc.msg or type(exc).__name__).strip().splitlines()[0]
-        probe = {"problems": [f"browser error: {first_line}"]}
-    res.problems.extend(probe.get("problems", []))
-    res.images, res.maths, res.widgets = (probe.get(k, 0) for k in ("images", "maths", "widgets"))
-    time.sleep(0.1)  # let late console messages arrive
-    for msg in _console_errors(driver.get_log("browser")):
+        res.problems.append(f"browser error: {first_line}")
+        res.timed_out = isinstance(exc, TimeoutException)
+        res.crashed = any(w in first_line.lower() for w in _DEAD_SESSION)
+        console = network = []
+        if not res.crashed:  # what the page logged before the error
+            try:
+                console, network = driver.get_log("browser"), driver.get_log("performance")
+            except WebDriverException:
+                res.crashed = True
+    for msg in _console_errors(console):
         res.problems.append(f"console error: {msg}")
-    for url in _remote_requests(driver.get_log("performance")):
+    for url in _remote_requests(network):
         res.problems.append(f"request to a remote host (the book must read offline): {url}")
     for path, status in list(server_errors):
         res.problems.append(f"local server answered {status} for {path}")
@@ -348,22 +366,36 @@ def check_site(root: Path, pages=None, *, chromium: str, chromedriver: str,
                timeout_s: float = 60.0, on_result=None) -> list[PageResult]:
     """Open each page of ``root`` (default: :func:`content_pages`) and return their results.
 
-    A page the browser timed out on is tried once more (a busy machine, not the page, is the
-    usual cause); its result says so."""
+    A page the browser timed out on, or whose tab crashed, is tried once more (a busy machine,
+    not the page, is the usual cause), after a crash in a fresh browser; its result says so."""
     import tempfile
+    from contextlib import ExitStack
 
     pages = list(pages) if pages is not None else content_pages(root)
     results = []
-    with tempfile.TemporaryDirectory(prefix="check-browser-") as profile, serve(root) as (base, errs), \
-            chromium_driver(chromium, chromedriver, profile) as driver:
-        driver.set_page_load_timeout(timeout_s)
-        driver.set_script_timeout(timeout_s + 10)
+    with tempfile.TemporaryDirectory(prefix="check-browser-") as profiles, \
+            serve(root) as (base, errs), ExitStack() as session:
+
+        def start_browser():
+            profile = tempfile.mkdtemp(dir=profiles)  # a fresh, empty profile each time
+            drv = session.enter_context(chromium_driver(chromium, chromedriver, profile))
+            drv.set_page_load_timeout(timeout_s)
+            drv.set_script_timeout(timeout_s + 10)
+            return drv
+
+        driver = start_browser()
         for page in pages:
             res = check_page(driver, base, page, errs, timeout_s)
-            if res.timed_out:
+            if res.timed_out or res.crashed:
+                if res.crashed:
+                    session.close()
+                    driver = start_browser()
                 first = res.seconds
                 res = check_page(driver, base, page, errs, timeout_s)
                 res.tries, res.seconds = 2, res.seconds + first
+                if res.crashed:  # twice: the page itself kills the browser; go on without it
+                    session.close()
+                    driver = start_browser()
             results.append(res)
             if on_result:
                 on_result(res)
