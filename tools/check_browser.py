@@ -72,6 +72,7 @@ class PageResult:
     timed_out: bool = False  # the browser gave up on the page (load or probe)
     crashed: bool = False  # the tab or the browser died: the session must be restarted
     tries: int = 1
+    first_try: str = ""  # why the first try failed, when there were two
 
     @property
     def ok(self) -> bool:
@@ -80,7 +81,7 @@ class PageResult:
     def line(self) -> str:
         stats = f"{self.images} images, {self.maths} maths, {self.widgets} widgets, {self.seconds:.1f} s"
         if self.tries > 1:
-            stats += f", try {self.tries}"
+            stats += f", try {self.tries}; the first: {self.first_try}"
         if self.ok:
             return f"ok    {self.page}  ({stats})"
         return f"FAIL  {self.page}  ({stats})\n" + "\n".join(f"      - {p}" for p in self.problems)
@@ -390,9 +391,10 @@ def check_site(root: Path, pages=None, *, chromium: str, chromedriver: str,
                 if res.crashed:
                     session.close()
                     driver = start_browser()
-                first = res.seconds
+                first = res
                 res = check_page(driver, base, page, errs, timeout_s)
-                res.tries, res.seconds = 2, res.seconds + first
+                res.tries, res.seconds = 2, res.seconds + first.seconds
+                res.first_try = first.problems[0] if first.problems else "?"
                 if res.crashed:  # twice: the page itself kills the browser; go on without it
                     session.close()
                     driver = start_browser()
