@@ -80,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         reference_init=not args.no_reference_init,
         eval_every=args.eval_every,
         save_every=args.save_every,
+        keep_every=args.keep_every,
         device=args.device,
         resume=args.resume,
         progress=False if args.no_progress else None,
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at end)")
     p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--keep-every", type=int, default=0,
+                   help="also keep OUT/step_N.pt (a copy of last.pt) every N steps; 0 = never")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument(

@@ -41,8 +41,10 @@ __all__ = [
     "DETECTORS",
     "Face",
     "available_detectors",
+    "crop_landmarks",
     "crop_matrix",
     "detect_faces",
+    "landmark_window",
     "paste_back",
     "similarity_matrix",
     "warp_to_crop",
@@ -325,6 +327,40 @@ def detect_faces(
             for f in faces
         ]
     return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
+
+
+def crop_landmarks(crop: np.ndarray, detector: str = "mtcnn", pad: int = 64) -> tuple[np.ndarray, bool]:
+    """The five landmarks (x, y) of the face that fills an aligned crop, and whether they were found.
+
+    A detector rarely finds a face that fills the whole image, so the crop is reflect-padded by
+    ``pad`` pixels first and only a face centred within 32 px of the middle counts. When none is
+    found, :data:`CANONICAL_LANDMARKS` (scaled to the crop's side) is returned with ``False``.
+    """
+    crop = np.asarray(crop)
+    padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    centre = padded.shape[0] / 2
+    found = [f for f in detect_faces(padded, detector) if f.landmarks is not None
+             and abs(f.box[0] + f.box[2] / 2 - centre) < 32
+             and abs(f.box[1] + f.box[3] / 2 - centre) < 32]
+    if found:
+        return found[0].landmarks - pad, True
+    return CANONICAL_LANDMARKS * (crop.shape[0] / 128), False
+
+
+def landmark_window(landmarks: np.ndarray, part: str, size: int = 16, side: int = 128,
+                    ) -> tuple[int, int, int]:
+    """A ``(top, left, size)`` window centred on ``part`` of a face, kept inside a ``side`` image.
+
+    ``part`` is ``"eye"`` (the left eye as seen in the image), ``"nose"`` or ``"mouth"`` (the
+    middle of the two mouth corners); ``landmarks`` is 5x2 (x, y) as :data:`CANONICAL_LANDMARKS`.
+    """
+    points = {"eye": [0], "nose": [2], "mouth": [3, 4]}
+    if part not in points:
+        raise ValueError(f"part must be one of {sorted(points)}, not {part!r}")
+    x, y = np.asarray(landmarks, dtype=float)[points[part]].mean(axis=0)
+    top = int(np.clip(round(y - size / 2), 0, side - size))
+    left = int(np.clip(round(x - size / 2), 0, side - size))
+    return top, left, size
 
 
 # --------------------------------------------------------------------------------------------

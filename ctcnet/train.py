@@ -49,6 +49,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -141,6 +142,8 @@ class TrainConfig:
         (:class:`~ctcnet.data.augment.FaceAugment`) or ``"none"`` (``False``).
     reference_init : N(0, 0.02) weights, zero biases, BN weights N(1, 0.02) (the authors' init).
     eval_every, save_every : in steps (``0`` = only at the end).
+    keep_every : also keep a copy of ``last.pt`` as ``step_N.pt`` every this many steps (``0`` =
+        none), e.g. to compare the end of one training phase with the end of the run.
     workers : DataLoader worker processes; ``None`` = one per four CPU cores, at most 4 (none on
         a 2-core machine, where decoding a face costs far less than a training step).
     device : ``None`` picks CUDA, then MPS, then CPU.
@@ -173,6 +176,7 @@ class TrainConfig:
     reference_init: bool = True
     eval_every: int = 0
     save_every: int = 500
+    keep_every: int = 0
     workers: int | None = None
     device: str | None = None
     resume: bool = False
@@ -411,6 +415,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainingError(f"lr must be positive, got {cfg.lr}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise TrainingError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.eval_every < 0 or cfg.save_every < 0 or cfg.keep_every < 0:
+        raise TrainingError("eval_every, save_every and keep_every must be >= 0 (0 = off)")
     if cfg.workers is not None and cfg.workers < 0:
         raise TrainingError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.full_size_from_step is not None and cfg.full_size_from_step < 0:
@@ -646,6 +652,11 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
                     if _due(completed, cfg.save_every, cfg.steps):
                         extra = _extras(cfg, scaler, ema, best_psnr, last_val, clock)
                         _save(last_path, net, opt, completed, extra)
+                    if cfg.keep_every and completed % cfg.keep_every == 0:
+                        if not _due(completed, cfg.save_every, cfg.steps):
+                            extra = _extras(cfg, scaler, ema, best_psnr, last_val, clock)
+                            _save(last_path, net, opt, completed, extra)
+                        shutil.copyfile(last_path, out / f"step_{completed}.pt")
                 if cfg.callback is not None:
                     cfg.callback(completed, {"loss": loss_value, "lr": lr, "val": last_val})
                 if stop.requested:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ctcnet.course import book
 from ctcnet.data.prepare import prepare_dataset
+from ctcnet.model import PRESETS
 
 
 def _pngs(folder: Path, n: int, size: int = 128) -> Path:
@@ -131,3 +132,22 @@ def test_celeba_stand_in_goes_through_the_real_prepare_path(tmp_path):
     assert np.abs(back - faces[2][1]).mean() < 8  # the face crop gives the face back
     with pytest.raises(ValueError, match="need 5 faces"):
         book.celeba_stand_in(tmp_path / "x", faces, n_train=4, n_test=1)
+
+
+def test_smoke_stand_in_is_found_and_loaded_as_the_authors_network(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "smoke_full_mode", Path(__file__).resolve().parent.parent / "tools" / "smoke_full_mode.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    offline = _pngs(tmp_path / "offline" / "test", 2)
+    monkeypatch.setenv("CTCNET_DATA", str(offline.parent))
+    monkeypatch.setattr(book, "faces", lambda *a, **k: [])
+    env = smoke.stand_in_official(tmp_path / "weights")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CTCNET_BOOK_MODE", "full")
+    got = book.subject(device="cpu")
+    assert got.official and got.test_dir == offline
+    assert got.model.config == PRESETS["official"]

@@ -84,6 +84,21 @@ def test_loss_decreases_on_a_fixed_batch(faces, tmp_path):
     assert min(losses) < 0.92 * losses[0]
 
 
+def test_keep_every_keeps_the_checkpoint_of_that_step(faces, tmp_path):
+    run = tmp_path / "run"
+    fit(cfg(faces, run, steps=4, save_every=3, keep_every=2, ema_decay=0.9))
+    kept = sorted(p.name for p in run.glob("step_*.pt"))
+    assert kept == ["step_2.pt", "step_4.pt"]  # step 2 is not a save step: saved for keeping
+    ckpt = read_checkpoint(run / "step_2.pt")
+    assert ckpt["step"] == 2 and ckpt["extra"]["ema"] is not None and ckpt["optimizer"]
+    assert read_checkpoint(run / "last.pt")["step"] == 4
+
+
+def test_negative_keep_every_is_refused_in_one_line(faces, tmp_path):
+    with pytest.raises(TrainingError, match="keep_every must be >= 0"):
+        fit(cfg(faces, tmp_path / "run", keep_every=-1))
+
+
 def test_resume_gives_identical_losses_and_weights(faces, tmp_path):
     straight = fit(cfg(faces, tmp_path / "a", patch_size=24, hr_size=32))
     first = fit(cfg(faces, tmp_path / "b", steps=3, patch_size=24, hr_size=32))

@@ -16,8 +16,10 @@ from ctcnet.faces import (
     CANONICAL_LANDMARKS,
     Face,
     available_detectors,
+    crop_landmarks,
     crop_matrix,
     detect_faces,
+    landmark_window,
     paste_back,
     similarity_matrix,
     warp_to_crop,
@@ -167,6 +169,31 @@ def test_aligned_crop_puts_the_landmarks_on_the_template():
     matrix = crop_matrix(face, align=True)
     mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
     assert np.abs(mapped - CANONICAL_LANDMARKS).max() < 1e-6
+
+
+@needs_mtcnn
+def test_crop_landmarks_finds_the_face_in_an_aligned_crop(astronaut):
+    found = detect_faces(astronaut, "mtcnn")[0]
+    crop = warp_to_crop(np.asarray(astronaut), crop_matrix(found, align=True))
+    points, detected = crop_landmarks(crop)
+    assert detected
+    assert np.abs(points - CANONICAL_LANDMARKS).max() < 12  # aligned: near the template
+
+
+def test_crop_landmarks_falls_back_to_the_template_on_a_blank_crop():
+    points, detected = crop_landmarks(np.full((64, 64, 3), 128, np.uint8))
+    assert not detected
+    assert np.allclose(points, CANONICAL_LANDMARKS / 2)  # scaled to the 64-pixel side
+
+
+def test_landmark_window_centres_on_the_part_and_stays_inside():
+    top, left, size = landmark_window(CANONICAL_LANDMARKS, "eye")
+    assert size == 16 and abs(left + 8 - 49.57) <= 0.5 and abs(top + 8 - 49.95) <= 0.5
+    top, left, _ = landmark_window(CANONICAL_LANDMARKS, "mouth")
+    assert abs(left + 8 - (52.41 + 78.10) / 2) <= 0.5
+    assert landmark_window([[1, 1]] * 5, "nose", side=128) == (0, 0, 16)  # clipped at the corner
+    with pytest.raises(ValueError, match="part must be one of"):
+        landmark_window(CANONICAL_LANDMARKS, "ear")
 
 
 def test_unaligned_crop_is_a_square_scale_and_translate():

@@ -115,6 +115,9 @@ def section(module_name: str, title: str, names: list[str] | None) -> list[str]:
         elif inspect.isclass(obj) or callable(obj):
             sig = signature(name, obj)
             desc = summary(obj)
+        elif isinstance(obj, (set, frozenset)):
+            # sorted: a set's repr order changes with the hash seed, and --check must be stable
+            sig, desc = name, "{" + ", ".join(repr(v) for v in sorted(obj)) + "}"
         else:
             sig, desc = name, rst_to_md(repr(obj))
         lines.append(f"| `{cell(sig)}` | {cell(desc)} |")
