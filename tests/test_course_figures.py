@@ -69,3 +69,33 @@ def test_draw_dataflow_of_a_config_that_is_not_a_preset_has_a_box_per_unit():
         assert {f"FRM {i}" for i in range(n_frm)} <= labels and f"FRM {n_frm}" not in labels
         assert ("MFFU 0" in labels) == (model.fusion is not None)
         matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("mffu", [True, False])
+def test_draw_dataflow_names_the_sides_and_keeps_skips_off_the_down_boxes(mffu):
+    fig = draw_dataflow(build_model("tiny", use_mffu=mffu), size=64)
+    ax = fig.axes[0]
+    labels = {t.get_text() for t in ax.texts}
+    assert {f"Enc LGCM {i}" for i in range(3)} | {f"Dec LGCM {i}" for i in range(3)} <= labels
+    assert not {f"LGCM {i}" for i in range(3)} & labels
+    down_label = [t for t in ax.texts if t.get_text().startswith("Down ")]
+    downs = [p.get_extents().transformed(ax.transData.inverted()) for p in ax.patches
+             if any(p.contains_point(ax.transData.transform(t.get_position())) for t in down_label)]
+    assert len(downs) == 3
+
+    def crosses(p0, p1):
+        for s in [k / 50 for k in range(51)]:
+            x, y = p0[0] + s * (p1[0] - p0[0]), p0[1] + s * (p1[1] - p0[1])
+            if any(b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1 for b in downs):
+                return True
+        return False
+
+    dashed = _dashed_arrows(ax)
+    assert dashed
+    for t in dashed:  # the arrow parts
+        assert not crosses(t.xyann, t.xy)
+    for line in ax.lines:  # the horizontal lead-outs from the encoder LGCMs
+        if line.get_linestyle() == "--":
+            xs, ys = line.get_data()
+            assert not crosses((xs[0], ys[0]), (xs[-1], ys[-1]))
+    matplotlib.pyplot.close(fig)

@@ -150,7 +150,8 @@ def _layout(units: list[PaperUnit], top: float) -> tuple[dict[str, tuple[float, 
 def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = None):
     """Draw the U-shaped data flow of ``model`` with the traced shapes (``C x H x W``) of every
     unit; MFFU inputs from the encoder (or, without MFFUs, the U-Net skips) are drawn as dashed
-    arrows. The boxes are the model's own :meth:`~ctcnet.model.CTCNet.units`, placed by stage
+    arrows, leaving each encoder LGCM ("Enc LGCM i") at its own height so that they do not cross
+    the Down boxes. The boxes are the model's own :meth:`~ctcnet.model.CTCNet.units`, placed by stage
     and scale, so any config is drawn without a change here. Returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
@@ -173,6 +174,9 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
         c, hh, ww = t.out_shape[1:]
         index = path.rsplit(".", 1)[-1]
         label = f"{t.kind} {index}" if index.isdigit() else t.kind
+        stage = next((u.stage for u in units if u.path == path), "")
+        if t.kind == "LGCM" and stage in ("encoder", "decoder"):  # the two sides reuse 0, 1, 2
+            label = f"{stage[:3].title()} {label}"
         ax.add_patch(
             FancyBboxPatch(
                 (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02",
@@ -207,14 +211,33 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
             skips[a.scale] = a.path
     fusions = [u for u in units if isinstance(u.module, MFFU)]
     if fusions:
-        for fusion in fusions:
-            for source in skips.values():
-                arrow(source, fusion.path, style="--", colour="tab:purple")
+        links = [(source, fusion.path) for fusion in fusions for source in skips.values()]
     else:  # U-Net skip: into the decoder unit that ends each scale
+        links = []
         for a, b in zip(units, units[1:] + [None]):
             ends_scale = b is None or b.stage != a.stage or b.scale != a.scale
             if a.stage == "decoder" and ends_scale and a.scale in skips:
-                arrow(skips[a.scale], a.path, style="--", colour="tab:purple")
+                links.append((skips[a.scale], a.path))
+    # Encoder features leave their LGCM's right edge horizontally, at the LGCM's own height, so
+    # they pass between the Down boxes (which sit half-way between two rows); once past that
+    # column they run straight to the left edge of their target. Several arrows leaving (or
+    # entering) one box are spread a little in height.
+    x_bus = 1.5 + w / 2 + 0.25
+    for a, b in links:
+        if a not in pos or b not in pos:
+            continue
+        out_of_a = [t for s, t in links if s == a]
+        into_b = [s for s, t in links if t == b]
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        y0 += 0.11 * (out_of_a.index(b) - (len(out_of_a) - 1) / 2)
+        y1 += 0.11 * (into_b.index(a) - (len(into_b) - 1) / 2)
+        ax.plot([x0 + w / 2 + 0.02, x_bus], [y0, y0], ls="--", color="tab:purple", lw=0.9,
+                alpha=0.6, zorder=1)
+        ax.annotate(
+            "", xy=(x1 - w / 2 - 0.02, y1), xytext=(x_bus, y0), zorder=1,
+            arrowprops=dict(arrowstyle="->", linestyle="--", color="tab:purple", lw=0.9,
+                            shrinkA=0, shrinkB=0, alpha=0.6),
+        )
     ax.annotate(
         "", xy=(right + 1.5, top + 0.75), xytext=(0.0, top + 0.75),
         arrowprops=dict(arrowstyle="->", color="grey", lw=0.9),
