@@ -282,8 +282,8 @@ def format_summary(
     result: EvalResult, protocol: str | None = None, ci: float = 0.95, seed: int = 0
 ) -> str:
     """The summary as text: the protocol and image count, mean PSNR/SSIM of bicubic and of the
-    model, and the model's gain with its paired bootstrap ``ci`` interval (when there are at
-    least two images)."""
+    model, and the model's gain with its paired bootstrap confidence interval at level ``ci``
+    (when there are at least two images)."""
     protocol = protocol or result.protocol
     means = result.means()
     lines = [

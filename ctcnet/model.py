@@ -89,10 +89,12 @@ class CTCNetConfig:
     frm_fsau_depth : hourglass depth of the FSAUs inside the FRMs.
     num_frm : number of FRMs in the bottleneck (0 removes the bottleneck).
     ca_reduction : channel-attention squeeze ratio.
-    use_fsau, use_transformer, use_mffu : ablation switches. Without FSAU, LGCMs and FRMs skip
-        their spatial attention; without Transformer, LGCMs have no Transformer blocks; without
-        MFFU, each decoder stage receives ``upsampled + encoder feature of the same scale``
-        (a parameter-free U-Net skip) instead of the multi-scale fusion.
+    use_fsau : ablation switch; when False, the LGCMs and FRMs skip their spatial attention (no
+        FSAU).
+    use_transformer : ablation switch; when False, the LGCMs have no Transformer blocks.
+    use_mffu : ablation switch; when False, each decoder stage receives ``upsampled + encoder
+        feature of the same scale`` (a parameter-free U-Net skip) instead of the multi-scale
+        fusion of the MFFU.
     """
 
     in_channels: int = 3
@@ -656,9 +658,10 @@ class Upsample(nn.Module):
 
 
 class CrossScaleResampler(nn.Module):
-    """The un-activated resamplers that bring the encoder features ``E1, E2, E3`` (at ``H, H/2,
-    H/4``) to each MFFU's scale. Shared by the three MFFUs, as in the reference: ``e1_down`` is
-    used three times (twice for ``H/4``, once for ``H/2``) and ``e3_up2`` twice in a row.
+    """The un-activated resamplers that bring the encoder features ``E1, E2, E3`` (at
+    ``H, H/2, H/4``) to each MFFU's scale. Shared by the three MFFUs, as in the reference:
+    ``e1_down`` is used three times (twice for ``H/4``, once for ``H/2``) and ``e3_up2`` twice in
+    a row.
 
     ``to_quarter``, ``to_half`` and ``to_full`` return the two encoder features that are not
     already at that scale, in the order the MFFU concatenates them.
