@@ -65,7 +65,7 @@ VERSION = 1
 #: the commands come first and the repository's recipe script second.
 TRAIN_HINT = (
     "train a model with `ctcnet train --preset reduced --out runs/reduced` and release it with "
-    "`ctcnet export runs/reduced/last.pt PATH` (the shipped recipe is scripts/train_reduced.sh "
+    "`ctcnet export runs/reduced/last.pt PATH` (the shipped recipe is scripts/train_release.sh "
     "in the repository), or pass --checkpoint PATH"
 )
 

@@ -569,5 +569,5 @@ def test_default_weights_missing_message(monkeypatch, tmp_path):
     import ctcnet.checkpoint as C
 
     monkeypatch.setattr(C, "default_weights_path", lambda: tmp_path / "none.pt")
-    with pytest.raises(CheckpointError, match="train_reduced.sh"):
+    with pytest.raises(CheckpointError, match="train_release.sh"):
         load_model()
