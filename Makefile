@@ -7,6 +7,7 @@
 #                #   Chromium when chromium and chromedriver are installed (BROWSER_CHECK=auto)
 #   make check-browser  # only the Chromium check of _build/html (apt-get install chromium
 #                #   chromium-driver); BROWSER_CHECK=yes|no makes it required|skipped in `make book`
+#   make smoke-full  # every chapter in full mode (the GPU paths) at toy sizes on the CPU
 #   make clean   # remove build outputs and caches (keeps .venv)
 #   make distclean  # also remove .venv
 #
@@ -46,11 +47,11 @@ endif
 TORCH_STAMP := $(VENV)/.stamp-torch-$(TORCH_VERSION)
 STAMP = $(VENV)/.stamp-$(1)-$(DEPS_HASH)
 
-.PHONY: help venv venv-book venv-dev test book check-browser timings clean distclean
+.PHONY: help venv venv-book venv-dev test book check-browser smoke-full timings clean distclean
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,21p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,22p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 $(VPY):
@@ -118,6 +119,13 @@ book: $(call STAMP,book)
 
 check-browser: $(call STAMP,book)
 	$(VPY) tools/check_browser.py _build/html
+
+# Full mode (a GPU's models, sizes and branches) at toy sizes on the CPU, so that the Colab paths
+# cannot rot: every chapter on the fall-back path (no authors' weights here), then the chapters
+# that dissect "the subject" on the authors'-weights path with an untrained stand-in.
+smoke-full: $(call STAMP,book)
+	$(VPY) tools/smoke_full_mode.py
+	$(VPY) tools/smoke_full_mode.py --stand-in-official book/1[0-5]_*.ipynb
 
 timings:
 	@$(VPY) tools/book_timings.py

@@ -145,6 +145,26 @@ def test_flops_by_module_rows_add_up(tiny):
         assert "other" not in set(df["module"])
 
 
+def test_flops_by_type_covers_the_classes_that_profile_modules_times(tiny):
+    shape = (1, 3, 32, 32)
+    df = cost.flops_by_module(tiny, shape, by="type").set_index("module")
+    assert df.index[-1] == "total"
+    assert df.loc["total", "flops"] == cost.count_flops(tiny, shape)  # the forward, not a sum
+    prof = cost.profile_modules(tiny, torch.zeros(shape), repeats=1, warmup=0)
+    assert set(df.index[:-1]) == set(prof.loc[prof["level"] == "type", "module"])
+    # classes nest: an MDTA is inside a TransformerBlock, which is inside an LGCM
+    assert 0 < df.loc["MDTA", "flops"] < df.loc["TransformerBlock", "flops"] < df.loc["LGCM", "flops"]
+    # and a class's row is the sum over its instances, each counted on its own input
+    shapes = {}
+    hooks = [m.register_forward_pre_hook(lambda m, inp: shapes.__setitem__(m, inp[0].shape))
+             for m in tiny.modules() if isinstance(m, LGCM)]
+    with torch.no_grad():
+        tiny(torch.zeros(shape))
+    for h in hooks:
+        h.remove()
+    assert df.loc["LGCM", "flops"] == sum(cost.count_flops(m, s) for m, s in shapes.items())
+
+
 @pytest.mark.parametrize("overrides", [{}, {"use_mffu": False, "use_fsau": False}])
 def test_count_params_groups_sum_to_the_total(overrides):
     model = ctcnet.build_model("reduced", **overrides)

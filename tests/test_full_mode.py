@@ -45,6 +45,8 @@ def test_smoke_cap_keeps_full_mode_and_caps_sizes(monkeypatch):
     s = book.settings()
     assert s.mode == "full" and s.cap == "smoke"
     assert s.eval_images == 3 and s.train_steps == 2 and s.lam_steps == 2
+    reduced = PRESETS["reduced"]  # chapter 9 trains it on patches of this size
+    assert s.train_patch >= reduced.min_input_size and s.train_patch % reduced.size_multiple == 0
     monkeypatch.setenv("CTCNET_BOOK_CAP", "none")
     assert book.settings().eval_images == 10_000
     monkeypatch.setenv("CTCNET_BOOK_CAP", "huge")

@@ -79,6 +79,8 @@ THOP_CONVENTION = "thop 0.1.1"
 
 #: Row label for whatever lies outside every unit of ``model.units()``.
 OTHER = "other"
+#: Module classes that only hold others: no row of their own in the per-type tables.
+_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.Identity)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,9 +243,14 @@ def flops_by_module(
     depth : int
         With ``by="module"``: 1 = the units of ``model.units()`` (``head``, ``encoder.0``, ...,
         ``tail``), 2 = their children (``encoder.0.fsau``, ...), and so on.
-    by : {"module", "paper"}
+    by : {"module", "paper", "type"}
         ``"paper"`` groups the units of ``model.units(parts=True)`` with :func:`paper_group`
-        (LGCM/FSAU, LGCM/Transformer blocks, ..., MFFU/resamplers, ...); ``depth`` is ignored.
+        (LGCM/FSAU, LGCM/Transformer blocks, ..., MFFU/resamplers, ...); ``"type"`` sums the
+        called modules of each class that have children (``LGCM``, ``FSAU``,
+        ``TransformerBlock``, ``MDTA``, ...; containers excluded), the classes whose time
+        :func:`profile_modules` reports at ``level == "type"``. Classes nest, so ``"type"``
+        rows overlap: their shares do not add up to one, and the ``total`` row is the whole
+        forward, not their sum. ``depth`` is ignored for both.
 
     Returns
     -------
@@ -252,7 +259,8 @@ def flops_by_module(
         ``share``; last row ``total``. A module called several times (``resampler.e1_down``
         thrice, FRM ``local_mid`` twice) carries the sum of all its calls. If the rows do not
         add up to the total (ops outside every unit), an ``other`` row holds the difference;
-        there is none in any CTCNet (a test checks).
+        there is none in any CTCNet (a test checks). ``"type"``: rows sorted by FLOPs, no
+        ``other`` row.
     """
     counter = _flop_counter(model, input_shape, device)
     total = int(counter.get_total_flops())
@@ -270,6 +278,21 @@ def flops_by_module(
         module = model.get_submodule(path)
         return sum(inclusive(f"{path}.{child}") for child, _ in module.named_children())
 
+    if by == "type":
+        by_type: dict[str, int] = defaultdict(int)
+        for path, module in model.named_modules():
+            if not path or isinstance(module, _CONTAINERS) or path not in per_path:
+                continue  # only called modules have a key
+            if any(True for _ in module.children()):
+                by_type[type(module).__name__] += per_path[path]
+        df = pd.DataFrame([{"module": k, "flops": v} for k, v in by_type.items()],
+                          columns=["module", "flops"])
+        df = df.sort_values("flops", ascending=False, ignore_index=True)
+        df = pd.concat([df, pd.DataFrame([{"module": "total", "flops": total}])],
+                       ignore_index=True)
+        df["macs"] = df["flops"] // 2
+        df["share"] = df["flops"] / max(total, 1)
+        return df
     if by == "paper":
         groups: dict[tuple[str, str], int] = defaultdict(int)
         for unit in _units(model, parts=True):
@@ -294,7 +317,7 @@ def flops_by_module(
                     rows.append({"module": path, "flops": value})
         columns = ["module", "flops"]
     else:
-        raise ValueError(f"by must be 'module' or 'paper', got {by!r}")
+        raise ValueError(f"by must be 'module', 'paper' or 'type', got {by!r}")
     df = pd.DataFrame(rows, columns=columns)
     missing = total - int(df["flops"].sum())
     if missing:
@@ -842,7 +865,7 @@ def profile_modules(
     starts: dict[str, list[float]] = defaultdict(list)
     recording = [False]
     handles = []
-    skip_types = (nn.ModuleList, nn.Sequential, nn.Identity)
+    skip_types = _CONTAINERS
 
     def pre(name):
         def hook(module, inputs):
