@@ -255,6 +255,22 @@ def assert_same_run(a: Path, b: Path) -> None:
             assert torch.equal(value, cb["optimizer"]["state"][k][name]), (k, name)
 
 
+@pytest.fixture
+def sigint_default():
+    """Python's own Ctrl-C handler for the test: a test run started in the background by a
+    non-interactive shell inherits SIGINT ignored, and fit() rightly leaves an ignored SIGINT
+    alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_default_in_child() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its handler at start
+
+
 def fail_at_call(monkeypatch, n: int, action) -> None:
     """Run ``action()`` inside the ``n``-th loss computation, after that step's forward pass
     (whose BatchNorm statistics update has then already happened)."""
@@ -278,7 +294,8 @@ def straight_run(tmp_path_factory) -> tuple[dict, Path]:
     return fit(cfg(make_faces(root / "faces"), root / "run")), root / "run"
 
 
-def test_resume_after_interrupt_is_bit_exact(faces, tmp_path, monkeypatch, straight_run):
+def test_resume_after_interrupt_is_bit_exact(faces, tmp_path, monkeypatch, straight_run,
+                                             sigint_default):
     # Ctrl-C arrives in the middle of step 3: the step finishes, last.pt holds step 3
     fail_at_call(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
@@ -343,7 +360,8 @@ def test_double_ctrl_c_prints_no_traceback(faces, tmp_path):
     cmd += ["--hr-size", "32", "--steps", "100000", "--batch-size", "2", "--save-every", "0"]
     cmd += ["--device", "cpu", "--precision", "fp32", "--out", str(out), "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default_in_child)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and len(_log_rows(out)) < 2:
