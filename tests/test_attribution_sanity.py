@@ -169,6 +169,7 @@ def test_sanity_check_separates_weight_free_from_weight_dependent_models():
     assert wide.maps["smoothgrad"][0].shape == (32, 32)
     assert abs(wide.spearman["smoothgrad"][-1]) < 0.3
     assert A.sanity_verdict(free.spearman["lam"][-1:]) == "fails"
+    assert A.sanity_verdict(free.spearman["lam"][-1:], free.ssim["lam"][-1:]) == "fails"
     assert A.sanity_verdict(wide.spearman["smoothgrad"][-1:]) == "passes"
 
 
@@ -192,6 +193,14 @@ def test_sanity_verdict():
     assert A.sanity_verdict([0.9, 0.6]) == "fails"
     assert A.sanity_verdict([0.1, 0.9]) == "mixed"
     assert A.sanity_verdict([0.45], threshold=0.4) == "fails"
+    # with SSIMs: a low correlation passes only if the SSIM has dropped too
+    assert A.sanity_verdict([0.1, 0.2], [0.5, 0.6]) == "passes"
+    assert A.sanity_verdict([0.4, 0.4], [0.9, 0.95]) == "mixed"  # rho low, SSIM kept
+    assert A.sanity_verdict([0.9, 0.6], [0.95, 0.92]) == "fails"
+    assert A.sanity_verdict([0.9], [0.5]) == "mixed"  # rho kept, SSIM dropped
+    assert A.sanity_verdict([0.1], [0.85], ssim_threshold=0.8) == "mixed"
+    with pytest.raises(ValueError):
+        A.sanity_verdict([0.1, 0.2], [0.5])
     with pytest.raises(ValueError):
         A.sanity_verdict([])
 

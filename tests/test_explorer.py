@@ -47,6 +47,7 @@ def test_render_fsau_and_mdta(model, faces):
     assert "MDTA" in titles and "LAM" in titles
     plt.close(fig)
     assert len(ex._lam) == 1
+    assert next(iter(ex._lam.values())).rule == "midpoint"  # as chapter 13
     with pytest.raises(ValueError):
         render(ex, 0, "no.such.module")
 

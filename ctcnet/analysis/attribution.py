@@ -826,21 +826,35 @@ def sanity_check(
     return SanityCheckResult(stages=stages, maps=maps, spearman=spearman, ssim=ssim_)
 
 
-def sanity_verdict(correlations, threshold: float = 0.5) -> str:
-    """Verdict of the randomisation check from the rank correlations between the trained
-    model's map and the fully randomised model's, one per image: ``"passes"`` if every one is
-    below ``threshold`` (the map changes when the weights do), ``"fails"`` if every one is at
-    or above it (the map barely changes), ``"mixed"`` otherwise.
+def sanity_verdict(correlations, ssims=None, threshold: float = 0.5,
+                   ssim_threshold: float = 0.9) -> str:
+    """Verdict of the randomisation check, one value per image: ``correlations`` are the rank
+    correlations between the trained model's map and the fully randomised model's, ``ssims``
+    (optional) their SSIMs (:func:`map_ssim`).
 
-    The threshold is a convention, not Adebayo et al.'s (who compare visually and by
-    similarity curves); report the correlations with the verdict.
+    An image counts as *changed* when its correlation is below ``threshold`` and, if ``ssims``
+    is given, its SSIM is below ``ssim_threshold``; as *kept* when the correlation is at or above
+    ``threshold`` and the SSIM (if given) at or above ``ssim_threshold``. ``"passes"`` if every
+    image changed (the map changes when the weights do), ``"fails"`` if every image kept its map,
+    ``"mixed"`` otherwise (the images or the two measures disagree). Adebayo et al. look at both
+    measures; a map that keeps an SSIM of 0.9 after full randomisation has not convincingly
+    changed, whatever its rank correlation.
+
+    The thresholds are a convention, not Adebayo et al.'s (who compare visually and by
+    similarity curves); report the correlations and SSIMs with the verdict.
     """
     c = np.asarray(correlations, dtype=np.float64).ravel()
     if c.size == 0:
         raise ValueError("no correlations")
-    if np.all(c < threshold):
+    changed, kept = c < threshold, c >= threshold
+    if ssims is not None:
+        s = np.asarray(ssims, dtype=np.float64).ravel()
+        if s.shape != c.shape:
+            raise ValueError(f"{c.size} correlations but {s.size} SSIMs")
+        changed, kept = changed & (s < ssim_threshold), kept & (s >= ssim_threshold)
+    if np.all(changed):
         return "passes"
-    if np.all(c >= threshold):
+    if np.all(kept):
         return "fails"
     return "mixed"
 

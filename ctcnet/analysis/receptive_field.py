@@ -886,7 +886,7 @@ def erf_maps(
 
 
 #: The regions of :func:`region_pixels`, in order.
-REGIONS = ("eye", "nose", "mouth", "cheek", "hair/background")
+REGIONS = ("eye", "nose", "mouth", "cheek", "forehead/hair")
 
 
 def region_pixels(landmarks, size: int = 128, margin: int = 30) -> dict[str, np.ndarray]:
@@ -909,9 +909,11 @@ def region_pixels(landmarks, size: int = 128, margin: int = 30) -> dict[str, np.
         ``{region: (N, 2) int array of (row, col)}`` for the regions of :data:`REGIONS`:
         ``eye`` the left eye; ``nose`` the nose tip; ``mouth`` the middle of the mouth corners;
         ``cheek`` the left cheek, midway between the left eye and the left mouth corner and moved
-        outwards by 0.35 of the distance between the eyes; ``hair/background`` the upper corner
-        of the allowed square (``margin`` from two borders) farther from the face's nose tip.
-        ``N = 1`` for a ``(5, 2)`` input.
+        outwards by 0.35 of the distance between the eyes; ``forehead/hair`` above the face:
+        from the midpoint of the eyes, 1.2 times the eye-mouth distance further along the
+        mouth-to-eyes direction (on the hair or the background when the face is small in the
+        image; the clamping to ``margin`` brings it back onto the upper forehead or the
+        hairline when the face fills the crop). ``N = 1`` for a ``(5, 2)`` input.
     """
     pts = np.asarray(landmarks, dtype=np.float64)
     if pts.ndim == 2:
@@ -923,10 +925,9 @@ def region_pixels(landmarks, size: int = 128, margin: int = 30) -> dict[str, np.
     left_eye, right_eye, nose, mouth_l, mouth_r = (pts[:, i] for i in range(5))
     eye_axis = right_eye - left_eye
     cheek = (left_eye + mouth_l) / 2 - 0.35 * eye_axis
-    corners = np.array([[margin, margin], [size - 1 - margin, margin]], dtype=np.float64)  # x, y
-    far = np.argmax(np.linalg.norm(corners[None] - nose[:, None], axis=2), axis=1)
-    xy = {"eye": left_eye, "nose": nose, "mouth": (mouth_l + mouth_r) / 2, "cheek": cheek,
-          "hair/background": corners[far]}
+    eyes, mouth = (left_eye + right_eye) / 2, (mouth_l + mouth_r) / 2
+    above = eyes + 1.2 * (eyes - mouth)  # 1.2 eye-mouth distances above the eyes, along the face
+    xy = {"eye": left_eye, "nose": nose, "mouth": mouth, "cheek": cheek, "forehead/hair": above}
     lo, hi = margin, size - 1 - margin
     return {name: np.clip(np.round(p[:, ::-1]), lo, hi).astype(np.int64) for name, p in xy.items()}
 

@@ -75,7 +75,8 @@ class Explorer:
     model : nn.Module
     faces : list of (name, uint8 HxWx3 array)
     lam_steps : int
-        Path points of LAM (each costs one forward and backward pass).
+        Path points of LAM (each costs one forward and backward pass), taken at the middle of
+        each path segment (``rule="midpoint"``, as chapter 13 does).
     widget : ipywidgets.Widget or None
         The assembled controls and output (set by :func:`build_explorer`).
     """
@@ -113,7 +114,7 @@ class Explorer:
         if key not in self._lam:
             lr = self.forward(face)["batch"]["lr"]
             self._lam[key] = lam(self.model, lr, tuple(window), steps=self.lam_steps,
-                                 batch_size=min(8, self.lam_steps))
+                                 batch_size=min(8, self.lam_steps), rule="midpoint")
         return self._lam[key]
 
     def figure(self, face: int = 0, module: str | None = None,
@@ -185,7 +186,7 @@ def render(explorer: Explorer, face: int = 0, module: str | None = None,
         handle = overlay_heatmap(ax, to_uint8(x[0]), result.map, alpha=0.55)
         ax.add_patch(_box(window))
         ax.set_title(f"LAM of the window, LR grid\nDI {result.diffusion_index:.1f}, "
-                     f"{explorer.lam_steps} steps", fontsize=9)
+                     f"{explorer.lam_steps} midpoint steps", fontsize=9)
         fig.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label="|attribution| / max")
     fig.tight_layout()
     return fig
@@ -215,7 +216,7 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
                                   **slider),
         "size": widgets.IntSlider(value=16, min=4, max=48, step=4, description="window size",
                                   **slider),
-        "lam": widgets.Checkbox(value=show_lam, description=f"LAM ({lam_steps} steps)"),
+        "lam": widgets.Checkbox(value=show_lam, description=f"LAM ({lam_steps} midpoint steps)"),
     }
     output = widgets.Output()
 
