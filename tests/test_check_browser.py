@@ -212,6 +212,38 @@ def test_timeouts_and_crashes_are_tried_once_more(monkeypatch, tmp_path):
     assert browsers == ["closed", "closed"]  # the crashed browser was closed, the new one too
 
 
+def test_a_page_seen_emptier_than_its_file_fails_after_a_second_try(monkeypatch, tmp_path):
+    """The browser must see every <img> and widget view the HTML file holds: a page that did not
+    load (0 images where the file has 2) is tried again, then reported."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def fake_driver(*args):
+        yield SimpleNamespace(set_page_load_timeout=lambda t: None,
+                              set_script_timeout=lambda t: None)
+
+    body = ('<img src="a.png"><IMG src="b.png">'
+            '<script type="application/vnd.jupyter.widget-view+json">{}</script>')
+    for name in ("late.html", "blank.html"):
+        (tmp_path / name).write_text(_html(body), encoding="utf-8")
+    seen = []
+
+    def fake_check_page(driver, base, page, errors, timeout_s):
+        seen.append(page)
+        loaded = page == "late.html" and seen.count(page) == 2  # loads on the second try
+        return check_browser.PageResult(page, [], images=2 if loaded else 0,
+                                        widgets=1 if loaded else 0)
+
+    monkeypatch.setattr(check_browser, "chromium_driver", fake_driver)
+    monkeypatch.setattr(check_browser, "check_page", fake_check_page)
+    assert check_browser.static_counts(tmp_path / "late.html") == {"images": 2, "widgets": 1}
+    late, blank = check_browser.check_site(tmp_path, ["late.html", "blank.html"], chromium="c",
+                                           chromedriver="d")
+    assert late.ok and late.tries == 2
+    assert not blank.ok and blank.tries == 2
+    assert blank.problems == ["page incomplete in the browser: 0 of 2 images, 0 of 1 widget views"]
+
+
 def test_missing_browser_skips_only_when_asked(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(check_browser, "find_browser",
                         lambda *a: (None, None, "chromium not found (apt-get install ...)"))

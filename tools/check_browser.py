@@ -17,7 +17,9 @@ must read offline) and reported. A page fails on:
   shows it as red text), or MathJax not loading at all;
 * an ipywidgets view the embedder did not render;
 * any request to a host other than localhost;
-* an HTTP error (>= 400) from the local server for a file the page asked for.
+* an HTTP error (>= 400) from the local server for a file the page asked for;
+* fewer images or widget views in the browser than the HTML file holds (a page that did not
+  load, or loaded only in part, must not pass as empty); tried once more, like a timeout.
 
 It prints one line per page and a summary.
 """
@@ -28,6 +30,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -290,6 +293,10 @@ async function checkWidgets(out) {
 
 async function probe() {
   const out = {problems: [], images: 0, maths: 0, widgets: 0};
+  // chromedriver can hand over a page whose body is still being parsed: wait for it
+  if (!await until(() => document.readyState === 'complete', timeoutMs)) {
+    out.problems.push('page still ' + document.readyState + ' at the timeout');
+  }
   await checkImages(out);
   await checkMaths(out);
   await checkWidgets(out);
@@ -372,6 +379,25 @@ def check_page(driver, base: str, page: str, server_errors: list, timeout_s: flo
     return res
 
 
+def static_counts(path: Path) -> dict[str, int]:
+    """The ``<img>`` tags and ipywidgets views an HTML file holds (zeros if it does not exist)."""
+    if not path.is_file():
+        return {"images": 0, "widgets": 0}
+    html = path.read_text(encoding="utf-8", errors="replace")
+    return {"images": len(re.findall(r"<img\b", html, flags=re.IGNORECASE)),
+            "widgets": html.count('type="application/vnd.jupyter.widget-view+json"')}
+
+
+def _compare_with_file(res: PageResult, path: Path) -> PageResult:
+    """Flag a page the browser saw less of than its file holds, and have it tried again."""
+    want = static_counts(path)
+    if res.images < want["images"] or res.widgets < want["widgets"]:
+        res.problems.append(f"page incomplete in the browser: {res.images} of {want['images']} "
+                            f"images, {res.widgets} of {want['widgets']} widget views")
+        res.timed_out = True
+    return res
+
+
 def check_site(root: Path, pages=None, *, chromium: str, chromedriver: str,
                timeout_s: float = 60.0, on_result=None) -> list[PageResult]:
     """Open each page of ``root`` (default: :func:`content_pages`) and return their results.
@@ -395,13 +421,14 @@ def check_site(root: Path, pages=None, *, chromium: str, chromedriver: str,
 
         driver = start_browser()
         for page in pages:
-            res = check_page(driver, base, page, errs, timeout_s)
+            res = _compare_with_file(check_page(driver, base, page, errs, timeout_s), root / page)
             if res.timed_out or res.crashed:
                 if res.crashed:
                     session.close()
                     driver = start_browser()
                 first = res
-                res = check_page(driver, base, page, errs, timeout_s)
+                res = _compare_with_file(check_page(driver, base, page, errs, timeout_s),
+                                         root / page)
                 res.tries, res.seconds = 2, res.seconds + first.seconds
                 res.first_try = first.problems[0] if first.problems else "?"
                 if res.crashed:  # twice: the page itself kills the browser; go on without it
