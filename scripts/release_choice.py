@@ -57,7 +57,12 @@ for name, result in val.items():
 chosen = max(val, key=lambda name: val[name]["psnr"].mean())
 print(f"rule: the higher validation PSNR -> release the {chosen} weights of step {step}")
 out = args.out or args.run / "release.pt"
-extra = {k: v for k, v in ckpt["extra"].items() if k not in ("ema", "scaler")}
+# "val" and "best_psnr" of the training checkpoint describe the weights the trainer validated (the
+# EMA when EMA is on): replace them by the validation of the weights released here
+extra = {k: v for k, v in ckpt["extra"].items() if k not in ("ema", "scaler", "best_psnr")}
+extra["val"] = {m: float(val[chosen][c].mean()) for m, c in
+                (("psnr", "psnr"), ("ssim", "ssim"), ("bicubic_psnr", "bicubic_psnr"))}
+extra["val_by_weights"] = {name: float(result["psnr"].mean()) for name, result in val.items()}
 extra["released_weights"] = f"{chosen} of step {step} (higher mean PSNR on carve validation)"
 save_checkpoint(out, ema if chosen == "EMA" else raw, None, step=step, extra=extra, rng=False)
 print(f"wrote {out}")
