@@ -235,6 +235,28 @@ def compare(label: str, names, ref, dist, reference_python: str, backbone_path: 
     return {"names": names, "ours": mine, "theirs": theirs}
 
 
+def vif_variants(names, hr: np.ndarray, up: np.ndarray) -> None:
+    """How far the grey image and the border crop move the bicubic VIFp of the test faces."""
+    from ctcnet import metrics as M
+
+    def grey(fn):
+        return float(np.nanmean([M._vif_single(fn(h), fn(u)) for h, u in zip(hr, up)]))
+
+    full_range = np.array([0.299, 0.587, 0.114])
+    rows = {f"protocol {p!r} (its Y and crop)": float(np.mean(M.vif(up, hr, p, reduction="none")))
+            for p in M.PROTOCOLS}
+    rows["full-range Y = 0.299R + 0.587G + 0.114B, float, no crop"] = grey(
+        lambda a: a.astype(np.float64) @ full_range)
+    rows["mean of VIFp over R, G, B, no crop"] = float(np.mean(
+        [np.mean([M._vif_single(h[..., c].astype(np.float64), u[..., c].astype(np.float64))
+                  for c in range(3)]) for h, u in zip(hr, up)]))
+    print(f"\n### Bicubic VIFp of the {len(names)} test faces under other grey images and crops\n")
+    print("| grey image | mean VIFp |")
+    print("|---|---|")
+    for label, value in rows.items():
+        print(f"| {label} | {value:.4f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference-python", help="python of the throwaway reference venv")
@@ -264,6 +286,8 @@ def main() -> None:
         results = {label: compare(label, *pairs, args.reference_python, backbone_path, heads,
                                   heads_path, backbone)
                    for label, pairs in sets.items()}
+    if "test faces, bicubic" in sets:
+        vif_variants(*sets["test faces, bicubic"])
     for label, res in results.items():
         if label.startswith("test faces"):
             v = np.asarray(res["ours"]["vif"])

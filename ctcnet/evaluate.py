@@ -118,8 +118,8 @@ def resize_note(
     files: Sequence[str | os.PathLike[str]], size: int = 128, names: Sequence[str] | None = None
 ) -> str | None:
     """One line telling how many of ``files`` are not ``size`` x ``size`` and what evaluation does
-    to them (the largest centred square, resized with PIL bicubic: :func:`ctcnet.data.imageio.
-    square_resize`), or ``None`` when all already are. Only the image headers are read."""
+    to them (:func:`~ctcnet.data.imageio.square_resize`: the largest centred square, resized with
+    PIL bicubic), or ``None`` when all already are. Only the image headers are read."""
     odd, cropped, example = 0, 0, None
     for k, path in enumerate(files):
         try:
