@@ -431,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="our .pt, the authors' .pth, or a preset name (default: shipped weights)",
     )
-    p.add_argument("--data", required=True, help="folder of HR faces (128x128)")
+    p.add_argument(
+        "--data", required=True, help="folder of HR faces (128x128; others are cropped and resized)"
+    )
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="ctcnet")
     p.add_argument(
         "--metrics",

@@ -1,4 +1,16 @@
-"""PSNR and SSIM under the three evaluation protocols met in the face-SR literature.
+"""PSNR, SSIM and VIF under the three evaluation protocols met in the face-SR literature; LPIPS.
+
+The paper's table reports four metrics: PSNR, SSIM, VIF and LPIPS. :func:`psnr`, :func:`ssim`
+and :func:`vif` score the luma of a protocol (below); :func:`lpips` the whole RGB image with a
+learned network (:mod:`ctcnet.lpips`, weights downloaded on first use). :data:`METRICS` lists
+them with their direction (LPIPS: lower is better) for :func:`ctcnet.evaluate.evaluate`.
+
+**Which VIF.** :func:`vif` is the *pixel-domain* VIFp of Sheikh & Bovik (IEEE TIP 2006; the
+authors' ``vifp_mscale.m``), not the wavelet-domain VIF of that paper's main text; on the
+offline test faces the bicubic input scores 0.204 with it and 0.098 with the wavelet-domain
+version, against the CTCNet paper's bicubic 0.182 (CelebA) and 0.175 (Helen): the paper's
+numbers look like VIFp (``benchmarks/RESULTS.md``, "VIF and LPIPS"). It agrees with
+sewar's ``vifp`` to 1e-13 and piq's ``vif_p`` to 1e-9 on the same grey images.
 
 The same image pair scores differently depending on how the luma channel is computed, whether a
 border is cropped and which SSIM window is used; the differences (≈0.2 dB, ≈0.02 SSIM on ×8 faces)
@@ -532,21 +544,17 @@ class MetricInfo(NamedTuple):
 
     label: str  # column title
     higher_is_better: bool
-    decimals: int
-    needs_download: bool
+    decimals: int  # shown in summaries
     description: str
 
 
 #: The metrics :func:`ctcnet.evaluate.evaluate` and ``ctcnet eval --metrics`` know.
 METRICS: dict[str, MetricInfo] = {
-    "psnr": MetricInfo("PSNR (dB)", True, 3, False, "peak signal-to-noise ratio on the luma"),
-    "ssim": MetricInfo("SSIM", True, 4, False, "structural similarity on the luma"),
-    "vif": MetricInfo(
-        "VIF", True, 4, False, "pixel-domain visual information fidelity (VIFp) on the luma"
-    ),
+    "psnr": MetricInfo("PSNR (dB)", True, 3, "peak signal-to-noise ratio on the luma"),
+    "ssim": MetricInfo("SSIM", True, 4, "structural similarity on the luma"),
+    "vif": MetricInfo("VIF", True, 4, "pixel-domain visual information fidelity (VIFp), luma"),
     "lpips": MetricInfo(
-        "LPIPS", False, 4, True,
-        "learned perceptual distance, AlexNet v0.1 (weights downloaded on first use)",
+        "LPIPS", False, 4, "learned perceptual distance, AlexNet v0.1 (weights fetched once)"
     ),
 }
 #: What ``ctcnet eval`` computes unless told otherwise: cheap and offline.
