@@ -47,7 +47,13 @@ from torch import nn
 
 from ._atomic import atomic_write
 from .data.errors import ChecksumError, UnavailableError, WeightsUnavailableError
-from .data.fetch import ArchiveReader, download_url, verify_bytes, verify_file
+from .data.fetch import (
+    ArchiveReader,
+    download_url,
+    ensure_writable_folder,
+    verify_bytes,
+    verify_file,
+)
 
 __all__ = [
     "ALEXNET_SHA256",
@@ -116,11 +122,18 @@ def _torch_hub_copy() -> Path | None:
     return path if path.is_file() else None
 
 
-def _fetch_hint(folder: Path) -> str:
+def _backbone_hint(folder: Path) -> str:
     return (
         f"LPIPS needs torchvision's ImageNet AlexNet: fetch {ALEXNET_URL} (sha256 "
         f"{ALEXNET_SHA256[:16]}...) into {folder}/ where there is internet, or leave lpips out "
         "of --metrics"
+    )
+
+
+def _heads_hint(heads: Path) -> str:
+    return (
+        f"LPIPS needs its v0.1 heads: fetch {LPIPS_WHEEL_URL} (sha256 {LPIPS_WHEEL_SHA256[:16]}"
+        f"...) and put its member {LPIPS_HEADS_MEMBER} at {heads}, or leave lpips out of --metrics"
     )
 
 
@@ -133,16 +146,12 @@ def fetch_lpips_heads(
     heads = folder / LPIPS_HEADS_FILE
     if heads.is_file():
         return heads
-    hint = (
-        f"LPIPS needs its v0.1 heads: fetch {LPIPS_WHEEL_URL} (sha256 {LPIPS_WHEEL_SHA256[:16]}"
-        f"...) and put its member {LPIPS_HEADS_MEMBER} at {heads}, or leave lpips out of --metrics"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_writable_folder(folder, "LPIPS cache folder")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".wheel-") as tmp:
         try:
             wheel = download_url(
                 LPIPS_WHEEL_URL, Path(tmp) / LPIPS_WHEEL_FILE, LPIPS_WHEEL_SHA256,
-                progress=progress, expect_binary=True, hint=hint,
+                progress=progress, expect_binary=True, hint=_heads_hint(heads),
             )
         except UnavailableError as exc:
             raise WeightsUnavailableError(str(exc)) from None
@@ -186,19 +195,17 @@ def fetch_lpips_weights(
     backbone = folder / ALEXNET_FILE
     if not backbone.is_file():
         backbone = _torch_hub_copy() or backbone
+    heads = folder / LPIPS_HEADS_FILE
     if not download:
-        missing = [p for p in (backbone, folder / LPIPS_HEADS_FILE) if not p.is_file()]
-        if missing:
-            raise WeightsUnavailableError(
-                f"LPIPS weights not found: {missing[0]}; "
-                + (_fetch_hint(folder) if missing[0] == backbone else "download them first")
-            )
+        for path, hint in ((backbone, _backbone_hint(folder)), (heads, _heads_hint(heads))):
+            if not path.is_file():
+                raise WeightsUnavailableError(f"LPIPS weights not found: {path}; {hint}")
     heads = fetch_lpips_heads(folder, progress=progress)
     if not backbone.is_file():
         try:
             download_url(
                 ALEXNET_URL, backbone, ALEXNET_SHA256, progress=progress, expect_binary=True,
-                hint=_fetch_hint(folder),
+                hint=_backbone_hint(folder),
             )
         except UnavailableError as exc:
             raise WeightsUnavailableError(str(exc)) from None

@@ -158,6 +158,24 @@ def test_lpips_weights_missing_without_download_names_the_file(cache):
     assert not cache.exists()  # nothing created
 
 
+def test_lpips_heads_missing_without_download_names_the_wheel(cache, tmp_path):
+    hub = tmp_path / "torch" / "hub" / "checkpoints" / L.ALEXNET_FILE
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"y")
+    with pytest.raises(WeightsUnavailableError, match="LPIPS weights not found") as err:
+        L.fetch_lpips_weights(download=False)
+    assert L.LPIPS_HEADS_FILE in one_line(err) and L.LPIPS_WHEEL_URL in str(err.value)
+
+
+def test_lpips_cache_folder_that_is_a_file_is_one_line_error(cache):
+    from ctcnet.data.errors import DataFolderError
+
+    cache.write_text("not a folder")
+    with pytest.raises(DataFolderError, match="LPIPS cache folder .* is not a folder") as err:
+        L.fetch_lpips_weights()
+    one_line(err)
+
+
 def test_lpips_damaged_backbone_file_is_refused_naming_it(cache):
     cache.mkdir(parents=True)
     (cache / L.LPIPS_HEADS_FILE).write_bytes(saved(L.standin_heads()))
