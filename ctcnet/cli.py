@@ -112,9 +112,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .data.datasets import FaceSRDataset
-    from .evaluate import evaluate, format_summary
+    from .evaluate import evaluate, format_summary, resize_note
+    from .metrics import parse_metrics
     from .runtime import optimize_for_inference, pick_device
 
+    metrics = parse_metrics(args.metrics)
     if not Path(args.data).is_dir():
         raise CLIError(f"evaluation folder not found: {args.data}")
     if args.out is not None:
@@ -125,6 +127,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(
             bad[0][1] + (f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else "")
         )
+    n = len(dataset) if args.limit <= 0 else min(args.limit, len(dataset))
+    note = resize_note(dataset.files[:n], dataset.hr_size, dataset.names[:n])
+    if note:
+        print(note, file=sys.stderr)
+    lpips_network = None
+    if "lpips" in metrics:  # fetched before the model is loaded: an offline error costs nothing
+        from .lpips import load_lpips
+
+        lpips_network = load_lpips(progress=sys.stderr.isatty())
     device = pick_device(args.device)
     model = optimize_for_inference(
         load_model(args.checkpoint, device=device), precision=args.precision
@@ -138,6 +149,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device,
         limit=args.limit,
         progress=sys.stderr.isatty(),
+        metrics=metrics,
+        lpips_network=lpips_network,
     )
     print(f"precision: {model.precision} ({model.precision_reason})")
     print(format_summary(result, args.protocol))
@@ -403,12 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="PSNR/SSIM of a model vs bicubic on a folder",
+        help="PSNR/SSIM (and VIF, LPIPS) of a model vs bicubic on a folder",
         description=(
-            "Degrade every HR face of DATA to 16x16, super-resolve it and print mean PSNR/SSIM of "
-            "the model and of bicubic, and the model's gain with its 95% paired bootstrap "
-            "confidence interval. --out also writes per_image.csv, sr/ and compare/ images "
-            "(face.jpg and face.png become face_jpg.png and face_png.png)."
+            "Degrade every HR face of DATA to 16x16, super-resolve it and print the mean scores "
+            "(PSNR and SSIM unless --metrics says otherwise) of the model and of bicubic, and the "
+            "model's gain with its 95% paired bootstrap confidence interval. Faces that are not "
+            "128x128 are centre-cropped to a square and resized first (a note says how many). "
+            "--out also writes per_image.csv, sr/ and compare/ images (face.jpg and face.png "
+            "become face_jpg.png and face_png.png)."
         ),
     )
     p.add_argument(
@@ -416,8 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="our .pt, the authors' .pth, or a preset name (default: shipped weights)",
     )
-    p.add_argument("--data", required=True, help="folder of HR faces (128x128)")
+    p.add_argument(
+        "--data", required=True, help="folder of HR faces (128x128; others are cropped and resized)"
+    )
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="ctcnet")
+    p.add_argument(
+        "--metrics",
+        default="psnr,ssim",
+        help=(
+            "comma-separated, from psnr, ssim, vif (pixel-domain VIFp on the luma), lpips "
+            "(AlexNet v0.1; downloads 233 MB of weights on first use into ~/.cache/ctcnet/lpips "
+            "or $CTCNET_LPIPS_DIR), or all (default: psnr,ssim)"
+        ),
+    )
     p.add_argument("--out", default=None, help="folder for the CSV and comparison images")
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--limit", type=int, default=0, help="only the first N images")

@@ -231,3 +231,74 @@ def test_bootstrap_ci_refuses_bad_input_with_one_line(a, b, kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         M.paired_bootstrap_ci(a, b, **kwargs)
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- VIF
+# (agreement with sewar and piq: tests/test_metrics_reference.py)
+def test_vif_of_an_identical_image_is_one_and_falls_with_distortion(pair):
+    sr, hr = pair
+    assert M.vif(hr, hr) == pytest.approx(1.0, abs=1e-9)  # noise variance floored at 1e-10
+    noisy = np.clip(hr + np.random.default_rng(0).normal(0, 8, hr.shape), 0, 255).astype(np.uint8)
+    noisier = np.clip(hr + np.random.default_rng(0).normal(0, 25, hr.shape), 0, 255)
+    v = [M.vif(noisy, hr), M.vif(noisier.astype(np.uint8), hr), M.vif(sr, hr)]
+    assert 1 > v[0] > v[1] > 0 and 0 < v[2] < 0.5  # x8 bicubic keeps little information
+
+
+def test_vif_is_not_symmetric_and_exceeds_one_for_added_contrast(pair):
+    _, hr = pair
+    flat = (128 + 0.5 * (hr.astype(np.float64) - 128)).round().astype(np.uint8)
+    assert M.vif(hr, flat) > 1.0 > M.vif(flat, hr)  # more contrast than the reference: > 1
+
+
+def test_vif_uses_the_protocols_luma_and_crop(pair):
+    sr, hr = pair
+    v = {p: M.vif(sr, hr, p) for p in M.PROTOCOLS}
+    assert len({round(x, 6) for x in v.values()}) == 3
+    assert M.vif(sr, hr, "dic") == pytest.approx(
+        M.vif(sr[8:-8, 8:-8], hr[8:-8, 8:-8], "dic", crop_border=0), abs=1e-12
+    )
+
+
+def test_vif_of_a_flat_reference_is_nan():
+    flat = np.full((64, 64, 3), 90, np.uint8)
+    other = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert math.isnan(M.vif(other, flat))
+
+
+def test_vif_batch_and_tensor_inputs(pair):
+    sr, hr = pair
+    per = M.vif(np.stack([sr, hr]), np.stack([hr, hr]), reduction="none")
+    assert per == pytest.approx([M.vif(sr, hr), 1.0])
+    t_sr, t_hr = to_tensor(sr), to_tensor(hr)
+    from ctcnet.data.degradation import to_uint8
+
+    assert M.vif(t_sr, t_hr) == pytest.approx(M.vif(to_uint8(t_sr), to_uint8(t_hr)), abs=1e-12)
+
+
+def test_vif_refuses_images_smaller_than_41_px_with_one_line(pair):
+    sr, hr = pair
+    assert M.vif(sr[:41, :41], hr[:41, :41]) > 0
+    with pytest.raises(ValueError, match="smaller than the 41x41") as err:
+        M.vif(sr[:40, :60], hr[:40, :60])
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="after a 8-pixel crop"):
+        M.vif(sr[:50, :50], hr[:50, :50], "dic")
+
+
+# ---------------------------------------------------------------------------- metric names
+def test_parse_metrics_keeps_order_and_drops_repeats():
+    assert M.parse_metrics("psnr,ssim") == M.DEFAULT_METRICS
+    assert M.parse_metrics(" VIF, psnr ,vif,") == ("vif", "psnr")
+    assert M.parse_metrics("all") == tuple(M.METRICS) == ("psnr", "ssim", "vif", "lpips")
+    assert M.parse_metrics(["lpips"]) == ("lpips",)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("psnr,fid", "unknown metric 'fid'; choose from psnr, ssim, vif, lpips"),
+     ("", "no metric given"), (" , ", "no metric given"), ("all,psnr", "unknown metric 'all'")],
+)
+def test_parse_metrics_refuses_unknown_or_empty_lists_with_one_line(text, message):
+    with pytest.raises(ValueError, match=message) as err:
+        M.parse_metrics(text)
+    assert "\n" not in str(err.value)

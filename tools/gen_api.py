@@ -33,6 +33,7 @@ SECTIONS = [
       "GDFN", "TransformerBlock", "LGCM", "FEU", "FRM", "Downsample", "Upsample",
       "CrossScaleResampler", "MFFU"]),
     ("ctcnet.metrics", "Metrics", None),
+    ("ctcnet.lpips", "Metrics: LPIPS", None),
     ("ctcnet.data.degradation", "Data: degradation and tensors",
      ["degrade", "to_tensor", "to_uint8", "ReferenceAugment"]),
     ("ctcnet.data.augment", "Data: stronger augmentation", None),
