@@ -68,18 +68,13 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
-from .checkpoint import (
-    CheckpointError,
-    model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
 from .data.augment import FaceAugment
 from .data.datasets import FaceSRDataset
+from .errors import CheckpointError, TrainingError
 from .evaluate import evaluate
 from .model import CTCNet, build_model
 from .runtime import grad_scaler_for, optimize_for_training, pick_device
+from .weights import model_from_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
 
 __all__ = [
     "StepSampler",
@@ -103,10 +98,6 @@ RESUME_FIXED = (
     "betas", "weight_decay", "schedule", "warmup_steps", "augment", "reference_init",
     "full_size_from_step", "ema_decay",
 )  # fmt: skip
-
-
-class TrainingError(RuntimeError):
-    """A training run that cannot start or has to stop (bad data, NaN loss, ...)."""
 
 
 @dataclass

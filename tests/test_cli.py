@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from ctcnet import build_model
-from ctcnet.checkpoint import load_model, save_checkpoint
 from ctcnet.cli import main
+from ctcnet.weights import load_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_info_and_help(capsys):
 
 def test_info_without_weights_prints_the_train_command_not_a_repo_script(monkeypatch, tmp_path,
                                                                          capsys):
-    import ctcnet.checkpoint as C
+    import ctcnet.cli as C
 
     monkeypatch.setattr(C, "default_weights_path", lambda: tmp_path / "none.pt")
     code, out, _ = run(capsys, "info")
@@ -213,11 +213,14 @@ def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
     (bad / "broken.png").write_bytes((data / "0.png").read_bytes()[:200])
     (tmp_path / "empty").mkdir()
     (tmp_path / "junk.pt").write_bytes(b"junk")
+    # hand-edited files carry no digest (a stale one would call them damaged, rightly)
     other = torch.load(tiny_ckpt, weights_only=True)
     other["model"] = build_model("reduced").state_dict()
+    other.pop("digest")
     torch.save(other, tmp_path / "other.pt")
     missing = torch.load(tiny_ckpt, weights_only=True)
     del missing["model"]["tail.bias"]
+    missing.pop("digest")
     torch.save(missing, tmp_path / "missing.pt")
     (tmp_path / "file").write_text("x")
     cases = [

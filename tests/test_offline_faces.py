@@ -20,7 +20,7 @@ from PIL import Image
 
 from ctcnet.data import offline_faces as of
 from ctcnet.data.fetch import file_digest
-from ctcnet.data.offline_faces_cli import add_offline_faces_parser, run_offline_faces
+from ctcnet.cli import main
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -407,23 +407,17 @@ def test_wheel_platform_args() -> None:
 def test_cli_handler(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ctcnet data")
-    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
     man = synthetic["manifest"]
-    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: man)
+    monkeypatch.setattr("ctcnet.cli.load_manifest", lambda: man)
     monkeypatch.setattr(of, "fetch_archive", synthetic["fetcher"])
     monkeypatch.setattr(of.shutil, "which", lambda name, *a, **k: "/usr/bin/npm")
-    args = parser.parse_args(["offline-faces", "--root", str(synthetic["root"]), "--no-progress"])
-    assert args.func(args) == 0
+    assert main(["data", "offline-faces", "--root", str(synthetic["root"]), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "train:    3 faces" in out and "test :    2 faces" in out
 
     not_a_dir = synthetic["root"].parent / "file.txt"
     not_a_dir.write_text("x")
-    args = parser.parse_args(["offline-faces", "--root", str(not_a_dir)])
-    assert run_offline_faces(args) == 1
+    assert main(["data", "offline-faces", "--root", str(not_a_dir)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
 
@@ -431,11 +425,7 @@ def test_cli_handler(
 def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ctcnet data")
-    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
-    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: synthetic["manifest"])
+    monkeypatch.setattr("ctcnet.cli.load_manifest", lambda: synthetic["manifest"])
     locked = synthetic["root"]
     # as root, chmod locks nothing: make the folder's creation fail the way it does for a user
     real_mkdir = Path.mkdir
@@ -446,8 +436,7 @@ def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
         real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", denied)
-    args = parser.parse_args(["offline-faces", "--root", str(locked), "--no-progress"])
-    assert run_offline_faces(args) == 1
+    assert main(["data", "offline-faces", "--root", str(locked), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err == f"error: cannot create offline faces folder {locked}: permission denied\n"
     assert "Errno" not in err
@@ -456,19 +445,14 @@ def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
 def test_offline_faces_write_failure_mid_build_is_one_line_without_errno(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ctcnet data")
-    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
-    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: synthetic["manifest"])
+    monkeypatch.setattr("ctcnet.cli.load_manifest", lambda: synthetic["manifest"])
     monkeypatch.setattr(of, "fetch_archive", synthetic["fetcher"])
 
     def denied(image: Image.Image, path: Path, *args: Any) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(of, "save_png", denied)
-    args = parser.parse_args(["offline-faces", "--root", str(synthetic["root"]), "--no-progress"])
-    assert run_offline_faces(args) == 1
+    assert main(["data", "offline-faces", "--root", str(synthetic["root"]), "--no-progress"]) == 1
     err = capsys.readouterr().err
     first = synthetic["root"] / "train" / "fakepkg-a-0.png"
     assert err == f"error: permission denied: {first}\n"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ctcnet.cli import main
 from ctcnet.data import prepare as P
-from ctcnet.data.errors import DataFolderError, DatasetUnavailableError
+from ctcnet.errors import DataFolderError, DatasetUnavailableError
 
 
 def _img(w: int, h: int, seed: int = 0) -> Image.Image:

@@ -56,7 +56,7 @@ def core_modules() -> list[str]:
 def test_core_modules_import_no_optional_package():
     modules = core_modules()
     for name in ("ctcnet.model", "ctcnet.train", "ctcnet.evaluate", "ctcnet.upscale", "ctcnet.cli",
-                 "ctcnet.checkpoint", "ctcnet.official", "ctcnet.runtime", "ctcnet.metrics"):
+                 "ctcnet.weights", "ctcnet.runtime", "ctcnet.metrics", "ctcnet.stats"):
         assert name in modules
     # One fresh interpreter, checked after each import, so a failure names the module to blame.
     script = textwrap.dedent(f"""
@@ -87,7 +87,7 @@ def test_cli_info_and_eval_run_with_every_optional_package_blocked(tmp_path):
     from PIL import Image
 
     from ctcnet import build_model
-    from ctcnet.checkpoint import save_checkpoint
+    from ctcnet.weights import save_checkpoint
 
     data = tmp_path / "faces"
     data.mkdir()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from ..data.degradation import to_uint8 as _reference_to_uint8
+from ..pixels import to_uint8 as _reference_to_uint8
 
 __all__ = [
     "to_uint8",

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from .errors import ArchiveError, ChecksumError, DataFolderError, UnavailableError
+from ..errors import ArchiveError, ChecksumError, DataFolderError, UnavailableError
 
 __all__ = [
     "ArchiveReader",

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .._atomic import atomic_write
-from .errors import DecompressionBombError, ImageReadError
+from ..errors import DecompressionBombError, ImageReadError
 
 __all__ = [
     "ALPHA_BACKGROUND",

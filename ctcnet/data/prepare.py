@@ -38,7 +38,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
-from .errors import DataError, DatasetUnavailableError, UnavailableError
+from ..errors import (
+    DataError,
+    DatasetUnavailableError,
+    DataSourceError,
+    UnavailableError,
+    UsageError,
+)
 from .fetch import ArchiveReader, download_url, ensure_writable_folder
 from .imageio import (
     crop_square,
@@ -308,7 +314,7 @@ def _source_entries(
     elif not source.exists():
         raise FileNotFoundError(f"dataset source not found: {str(source)!r}")
     else:
-        raise ValueError(
+        raise DataSourceError(
             f"dataset source must be a folder or a .zip/.tar(.gz) archive, got {str(source)!r}"
         )
     entries.sort(key=lambda e: e.key)
@@ -326,7 +332,7 @@ def _parse_partition(data: bytes) -> dict[str, int]:
         if line_no == 1 and len(fields) == 2 and not fields[1].isdigit():
             continue  # the csv header
         if len(fields) != 2 or not fields[1].isdigit():
-            raise ValueError(f"list_eval_partition line {line_no} is malformed: {line!r}")
+            raise DataSourceError(f"list_eval_partition line {line_no} is malformed: {line!r}")
         partition[PurePosixPath(fields[0]).stem] = int(fields[1])
     return partition
 
@@ -366,7 +372,7 @@ def _unique(entries: list[_Entry], split: str) -> Iterator[_Entry]:
     seen: dict[str, str] = {}
     for e in entries:
         if e.stem in seen:
-            raise ValueError(
+            raise DataSourceError(
                 f"two {split} images map to the same output name {e.stem}.png: "
                 f"{seen[e.stem]!r} and {e.key!r}"
             )
@@ -428,7 +434,8 @@ def prepare_dataset(
     Raises
     ------
     ValueError
-        Unknown dataset, or a source without images.
+        Unknown dataset or a negative count (:class:`~ctcnet.errors.UsageError`); a source
+        without images, or not the dataset named (:class:`~ctcnet.errors.DataSourceError`).
     DatasetUnavailableError
         If the dataset cannot be downloaded here and no source is given (one line saying what to
         do instead).
@@ -446,7 +453,7 @@ def prepare_dataset(
     n_test = info.default_n_test if n_test == "default" else n_test
     for label, n in (("n_train", n_train), ("n_test", n_test)):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise ValueError(f"{label} must be a non-negative integer or None, got {n!r}")
+            raise UsageError(f"{label} must be a non-negative integer or None, got {n!r}")
     out = Path(root) / name
     downloads = out / "downloads"
     if source is not None:
@@ -478,7 +485,7 @@ def prepare_dataset(
     with contextlib.ExitStack() as stack:
         entries, partition = _source_entries(src, stack)
         if not entries:
-            raise ValueError(f"no images found in dataset source {str(src)!r}")
+            raise DataSourceError(f"no images found in dataset source {str(src)!r}")
         train, test, summary["split_used"] = _split(name, entries, partition, n_train, n_test)
         for split, items in (("train", train), ("test", test)):
             summary[split] = _write_split(
