@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctcnet.cli import main
 from ctcnet.data import offline_faces as of
 from ctcnet.data.fetch import file_digest
-from ctcnet.cli import main
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
