@@ -202,6 +202,7 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
     from the current control values (it is also called on every change). ``explorer.last_figure``
     is the most recent figure.
     """
+    # deferred: ipywidgets (and the IPython it runs in) are in the book extra, needed only here
     import ipywidgets as widgets
     from IPython.display import Image
 

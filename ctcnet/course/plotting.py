@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
 from ..pixels import to_uint8 as _reference_to_uint8
@@ -175,8 +176,6 @@ def plot_erf(
 ):
     """An effective receptive field (``ERFResult`` or ``(H, W)`` map) with the squares holding
     50/90/99 % of its mass (Chebyshev radii), on a log colour scale by default."""
-    from matplotlib.colors import LogNorm
-
     if hasattr(result_or_map, "map"):
         m = result_or_map.map
         radii = radii or result_or_map.radii

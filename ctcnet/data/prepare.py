@@ -218,7 +218,7 @@ def _info(name: str) -> _DatasetInfo:
 def _download_from_kaggle(handle: str) -> Path:
     """Download (or find in kagglehub's cache) a public Kaggle dataset; return its folder."""
     try:
-        import kagglehub
+        import kagglehub  # deferred: optional (Colab has it), needed only to download CelebA
     except ImportError:
         raise DatasetUnavailableError(
             "CelebA downloads need kagglehub: `pip install kagglehub` (Colab has it) and run "

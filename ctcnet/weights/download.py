@@ -109,7 +109,7 @@ def _download_with_gdown(dest: Path, quiet: bool) -> Path:
     when gdown can list the folder first (``skip_download``, gdown >= 5.2), else the whole folder.
     """
     try:
-        import gdown
+        import gdown  # deferred: optional (the colab extra), needed only to fetch from Drive
     except ImportError:
         raise WeightsUnavailableError(
             'fetching the authors\' weights needs gdown: pip install "ctcnet[colab]" (or gdown) '
