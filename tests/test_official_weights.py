@@ -14,6 +14,7 @@ import ctcnet
 from ctcnet.cli import main
 from ctcnet.errors import WeightsUnavailableError
 from ctcnet.weights import download as W
+from ctcnet.weights import save_checkpoint
 
 
 class _TinyModel(torch.nn.Module):
@@ -150,3 +151,14 @@ def test_weights_drive_refusal_is_one_line(tmp_path, monkeypatch, fake_loader):
     msg = str(info.value)
     assert "Too many users" in msg and "--source PATH" in msg and "\n" not in msg
     assert fake_loader == []
+
+
+def test_weights_source_that_is_a_ctcnet_checkpoint_says_so_in_one_line(tmp_path, capsys, cache):
+    ours = save_checkpoint(tmp_path / "ours.pt", ctcnet.build_model("tiny"))
+    torch.save(ctcnet.build_model("reduced").state_dict(), tmp_path / "state_dict.pth")
+    for source in (ours, tmp_path / "state_dict.pth"):
+        assert main(["weights", "official", "--source", str(source)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "this is a ctcnet checkpoint, not the authors'" in err, err
+        assert str(source) in err and "missing" not in err  # no dump of key lists
+    assert not cache.exists()  # nothing copied into the cache
