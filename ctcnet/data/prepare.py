@@ -486,17 +486,46 @@ def prepare_dataset(
         entries, partition = _source_entries(src, stack)
         if not entries:
             raise DataSourceError(f"no images found in dataset source {str(src)!r}")
+        if name == "celeba":
+            _check_is_celeba(entries, src)
         train, test, summary["split_used"] = _split(name, entries, partition, n_train, n_test)
         for split, items in (("train", train), ("test", test)):
             summary[split] = _write_split(
                 items, out / split, split, crop, summary["failed_inputs"], f"{name} {split}",
                 progress,
             )
+    tried = sum(summary[split]["total"] for split in ("train", "test"))
+    usable = sum(summary[split][k] for split in ("train", "test") for k in ("written", "skipped"))
+    if tried and not usable:
+        raise DataSourceError(
+            f"none of the {tried} images of {str(src)!r} could be used: "
+            f"{summary['failed_inputs'][0]}"
+        )
     manifest = {k: v for k, v in summary.items() if k != "failed_inputs"}
     manifest["n_failed_inputs"] = len(summary["failed_inputs"])
     with atomic_write(out / "manifest.json", "w") as handle:
         handle.write(json.dumps(manifest, indent=2))
     return summary
+
+
+def _check_is_celeba(entries: list[_Entry], source: Path, probes: int = 5) -> None:
+    """Refuse a source whose images are not CelebA's aligned 178x218 faces, before any work.
+
+    The first image that decodes decides (up to ``probes`` are tried, so that one broken file
+    does not): every image of ``img_align_celeba`` has that size, and the face crop needs it.
+    """
+    for entry in entries[:probes]:
+        try:
+            size = entry.load().size
+        except DataError:
+            continue
+        if size != CELEBA_SIZE:
+            raise DataSourceError(
+                f"{str(source)!r} is not CelebA: its images are {size[0]}x{size[1]}, CelebA's "
+                "aligned faces are 178x218 (pass img_align_celeba.zip, its folder, or Kaggle's "
+                "celeba-dataset)"
+            )
+        return
 
 
 def _write_split(
