@@ -434,6 +434,10 @@ def check_config(cfg: TrainConfig) -> None:
         )
 
 
+#: The command-line flag of a setting whose name is not its flag's.
+_RESUME_FLAGS = {"overrides": "--set", "reference_init": "--no-reference-init"}
+
+
 def _check_resume(cfg: TrainConfig, saved: dict[str, Any], step: int, path: Path) -> None:
     """Refuse a resume whose settings would not continue the saved run, naming the setting."""
     defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -450,7 +454,7 @@ def _check_resume(cfg: TrainConfig, saved: dict[str, Any], step: int, path: Path
             if not ("carve:" in str(before) or "carve:" in str(now[name])):
                 continue
         if before != now[name]:
-            flag = "--" + name.replace("_", "-")
+            flag = _RESUME_FLAGS.get(name, "--" + name.replace("_", "-"))
             raise TrainingError(
                 f"cannot resume: {name} ({flag}) is {now[name]!r} but {path} was trained with "
                 f"{before!r}; use the same value or a new --out"

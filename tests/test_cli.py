@@ -288,6 +288,48 @@ def test_upscale_bad_setup(tmp_path, tiny_ckpt, capsys):
     assert not (tmp_path / "out").exists()
 
 
+# ---------------------------------------------------------------------------- wording
+def test_upscale_of_a_1px_image_does_not_call_it_larger_than_128_px(tmp_path, tiny_ckpt, capsys):
+    Image.new("RGB", (1, 1), (120, 90, 80)).save(tmp_path / "dot.png")
+    code, stdout, err = run(
+        capsys, "upscale", tmp_path / "dot.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert "larger than" not in stdout and "tiny image taken as one face" in stdout, stdout
+
+
+def test_resume_with_a_changed_set_names_the_set_flag(tmp_path, capsys):
+    data = faces(tmp_path / "d", n=2, size=32)
+    args = ["train", "--preset", "tiny", "--data", data, "--val", "none", "--hr-size", "32",
+            "--steps", "1", "--batch-size", "2", "--device", "cpu", "--out", tmp_path / "r"]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    code, _, err = run(capsys, *args, "--resume", "--set", "use_fsau=false")
+    assert_one_line_error(code, err, "(--set)")
+    assert "--overrides" not in err
+
+
+def test_a_bad_positive_integer_is_said_without_a_function_name(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--out", "x", "--steps", "abc"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "_positive" not in err
+    assert "argument --steps: must be a positive integer, got 'abc'" in err
+
+
+def test_pillow_decompression_bomb_warning_is_one_line_naming_the_file(
+        tmp_path, tiny_ckpt, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600)  # warns from 600 pixels, refuses at 1200
+    Image.new("RGB", (30, 30), (120, 90, 80)).save(tmp_path / "big.png")
+    code, _, err = run(
+        capsys, "upscale", tmp_path / "big.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o"
+    )
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "big.png" in lines[0], err
+    assert "900 pixels" in lines[0]
+
+
 # ---------------------------------------------------------------------------- export / data
 def test_export_strips_the_optimizer(tmp_path, capsys):
     data = faces(tmp_path / "d", n=2, size=32)
