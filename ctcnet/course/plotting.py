@@ -33,7 +33,7 @@ def to_uint8(image) -> np.ndarray:
     """``(3, H, W)`` / ``(1, 3, H, W)`` tensor in ``[-1, 1]`` or ``(H, W, 3)`` array -> uint8
     ``(H, W, 3)``. uint8 input is returned unchanged.
 
-    The conversion itself is the library's :func:`ctcnet.data.degradation.to_uint8` (the
+    The conversion itself is the library's :func:`ctcnet.pixels.to_uint8` (the
     reference's truncating post-processing), so a figure shows the pixels the metrics score;
     this wrapper only accepts the layouts figures come in (first image of a batch, HWC arrays).
     """

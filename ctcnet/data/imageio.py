@@ -2,8 +2,8 @@
 
 * :func:`open_rgb` / :func:`load_rgb` / :func:`decode_image` turn a file, a file object or bytes
   into an upright 8-bit RGB image, whatever its mode (grey, palette, alpha, 16-bit, float). Every
-  failure is an :class:`~ctcnet.data.errors.ImageReadError` naming the image; a file with more
-  pixels than PIL's safety limit is a :class:`~ctcnet.data.errors.DecompressionBombError`.
+  failure is an :class:`~ctcnet.errors.ImageReadError` naming the image; a file with more
+  pixels than PIL's safety limit is a :class:`~ctcnet.errors.DecompressionBombError`.
 * :func:`crop_square` cuts a square box out of an image, filling whatever lies outside it by
   reflection (CelebA, the offline face set and face crops in photos all use it).
 * :func:`save_png` writes a PNG atomically (a crash leaves the old file or none, never half of
