@@ -288,6 +288,29 @@ def test_upscale_bad_setup(tmp_path, tiny_ckpt, capsys):
     assert not (tmp_path / "out").exists()
 
 
+# ---------------------------------------------------------------------------- errors
+def test_main_says_every_ctcnet_error_in_one_line_and_lets_a_bug_through(monkeypatch, capsys):
+    import ctcnet.cli as cli
+    from ctcnet.errors import CTCNetError, DataFolderError
+
+    for raised in (CTCNetError("first line\nsecond"), DataFolderError("cannot write x"),
+                   OSError(28, "No space left on device", "/x/last.pt")):
+        def fail(args, raised=raised):
+            raise raised
+
+        monkeypatch.setattr(cli, "cmd_info", fail)
+        code, _, err = run(capsys, "info")
+        assert code == 1 and err.count("\n") == 1 and "Errno" not in err, err
+    assert err == "error: no space left on device: /x/last.pt\n"
+
+    def bug(args):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(cli, "cmd_info", bug)
+    with pytest.raises(ValueError, match="a bug"):  # a traceback, not a hidden one-liner
+        main(["info"])
+
+
 # ---------------------------------------------------------------------------- wording
 def test_upscale_of_a_1px_image_does_not_call_it_larger_than_128_px(tmp_path, tiny_ckpt, capsys):
     Image.new("RGB", (1, 1), (120, 90, 80)).save(tmp_path / "dot.png")

@@ -44,6 +44,7 @@ from ..errors import (
     DataSourceError,
     UnavailableError,
     UsageError,
+    one_line,
 )
 from .fetch import ArchiveReader, download_url, ensure_writable_folder
 from .imageio import (
@@ -228,9 +229,8 @@ def _download_from_kaggle(handle: str) -> Path:
     try:
         return Path(kagglehub.dataset_download(handle))
     except Exception as exc:  # kagglehub raises requests/HTTP/its own errors: all mean "not here"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetUnavailableError(
-            f"cannot download {handle} from Kaggle ({reason}); download it by hand and pass it "
+            f"cannot download {handle} from Kaggle ({one_line(exc)}); download it by hand and pass it "
             "with --source, or use `ctcnet data offline-faces` for the small offline face set"
         ) from None
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from .._atomic import atomic_write
 from ..data.fetch import ensure_writable_folder, file_digest
-from ..errors import CheckpointError, WeightsUnavailableError
+from ..errors import CheckpointError, WeightsUnavailableError, one_line
 from .official import load_official_checkpoint
 
 __all__ = [
@@ -139,10 +139,8 @@ def _download_with_gdown(dest: Path, quiet: bool) -> Path:
     except Exception as exc:  # gdown raises its own, requests' and OS errors: all mean "not here"
         if isinstance(exc, WeightsUnavailableError):
             raise
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
         raise WeightsUnavailableError(
-            f"cannot fetch the authors' weights from Google Drive ({reason}); {_BY_HAND}"
+            f"cannot fetch the authors' weights from Google Drive ({one_line(exc)}); {_BY_HAND}"
         ) from None
     return dest
 
