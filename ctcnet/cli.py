@@ -37,6 +37,7 @@ from .weights import (
     TRAIN_HINT,
     default_weights_dir,
     default_weights_path,
+    find_official_checkpoint,
     load_model,
     official_weights,
     strip_for_release,
@@ -294,6 +295,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"default weights: {weights} [{'present' if weights.is_file() else 'missing'}]")
     if not weights.is_file():
         print(f"  to get them: {TRAIN_HINT}")
+    theirs = find_official_checkpoint()
+    where = theirs or f"not in {default_weights_dir()} (to get them: ctcnet weights official)"
+    print(f"the authors' weights (--checkpoint official): {where}")
     return 0
 
 

@@ -119,7 +119,8 @@ def test_shipped_weights_without_a_digest_still_load():
 
 
 # ------------------------------------------------------------------- names mean trained weights
-def test_checkpoint_official_means_the_authors_weights_from_the_cache(tmp_path, monkeypatch):
+def test_checkpoint_official_means_the_authors_weights_from_the_cache(tmp_path, monkeypatch,
+                                                                     capsys):
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("CTCNET_WEIGHTS", str(cache))
@@ -127,6 +128,10 @@ def test_checkpoint_official_means_the_authors_weights_from_the_cache(tmp_path, 
     theirs = ctcnet.build_model("official")
     torch.save(export_official_state_dict(theirs), cache / "net_best.pth")
     assert resolve_weights("official") == cache / "net_best.pth"
+    assert main(["info"]) == 0
+    assert f"the authors' weights (--checkpoint official): {cache / 'net_best.pth'}" in (
+        capsys.readouterr().out
+    )
     loaded = load_model("official")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in theirs.state_dict().items())
 
