@@ -297,5 +297,7 @@ def test_prepare_that_writes_nothing_usable_fails(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.png").write_bytes(b"not an image")
     (tmp_path / "src" / "b.png").write_bytes(b"not one either")
-    with pytest.raises(DataSourceError, match="none of the 2 images .*a.png"):
+    with pytest.warns(UserWarning, match="skipping"), pytest.raises(
+        DataSourceError, match="none of the 2 images .*a.png"
+    ):
         P.prepare_dataset("helen", tmp_path / "out", tmp_path / "src", progress=False)
