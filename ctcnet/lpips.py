@@ -46,7 +46,6 @@ import torch
 from torch import nn
 
 from ._atomic import atomic_write
-from .data.errors import ChecksumError, UnavailableError, WeightsUnavailableError
 from .data.fetch import (
     ArchiveReader,
     download_url,
@@ -54,6 +53,7 @@ from .data.fetch import (
     verify_bytes,
     verify_file,
 )
+from .errors import ChecksumError, UnavailableError, WeightsUnavailableError
 
 __all__ = [
     "ALEXNET_SHA256",

@@ -44,12 +44,12 @@ PSNR of identical images is ``inf`` (MSE = 0), as in all three reference scripts
 
 Inputs: ``uint8`` arrays ``(H, W, 3)`` (RGB) or batches ``(N, H, W, 3)``, or floating torch tensors
 in [-1, 1] of shape ``(3, H, W)`` / ``(N, 3, H, W)`` that are first converted with
-:func:`ctcnet.data.degradation.to_uint8` (the reference truncating post-processing). For batches,
+:func:`ctcnet.pixels.to_uint8` (the reference truncating post-processing). For batches,
 ``reduction="mean"`` (default) returns the mean of the per-image scores (the papers average per
 image) and ``reduction="none"`` the list of per-image scores.
 
-Comparing two methods on the same images: :func:`paired_bootstrap_ci` gives the mean per-image
-difference with a bootstrap confidence interval, the uncertainty that a difference of means hides.
+Comparing two methods on the same images, with the uncertainty a difference of means hides, is
+:func:`ctcnet.stats.paired_bootstrap_ci`.
 """
 
 from __future__ import annotations
@@ -59,16 +59,18 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
+
+from .lpips import load_lpips
+from .pixels import to_uint8
 
 __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
     "PROTOCOLS",
-    "BootstrapCI",
     "MetricInfo",
     "evaluate_pair",
     "lpips",
-    "paired_bootstrap_ci",
     "parse_metrics",
     "psnr",
     "ssim",
@@ -135,13 +137,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------
 def _as_uint8_batch(x: Any, name: str) -> tuple[np.ndarray, bool]:
     """Return ``(N, H, W, 3)`` uint8 and whether the input was a batch."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency of the package
-        torch = None
-    if torch is not None and isinstance(x, torch.Tensor):
-        from ctcnet.data.degradation import to_uint8
-
+    if isinstance(x, torch.Tensor):
         if x.ndim not in (3, 4) or x.shape[-3] != 3:
             raise ValueError(
                 f"{name}: a tensor must be (3, H, W) or (N, 3, H, W) in [-1, 1], "
@@ -492,7 +488,7 @@ def lpips(
     """LPIPS distance (Zhang et al. 2018; AlexNet, v0.1 heads) on the RGB images.
 
     The images are scored as uint8 RGB, like PSNR/SSIM (tensors are first converted with the
-    truncating :func:`ctcnet.data.degradation.to_uint8`), mapped to [-1, 1] as ``v / 127.5 - 1``,
+    truncating :func:`ctcnet.pixels.to_uint8`), mapped to [-1, 1] as ``v / 127.5 - 1``,
     whole (no protocol crop, no luma). Lower is better; 0 for identical images.
 
     Parameters
@@ -514,10 +510,6 @@ def lpips(
     float or list of float
         The distance(s).
     """
-    import torch
-
-    from .lpips import load_lpips
-
     a, b, batched = _pair(sr, hr)
     if network is None:
         network = load_lpips()
@@ -618,81 +610,3 @@ def evaluate_pair(
         }
         for name in names
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing two methods on the same images
-# --------------------------------------------------------------------------------------------
-class BootstrapCI(NamedTuple):
-    """A mean difference and the bounds of its confidence interval (same units as the scores)."""
-
-    mean: float
-    low: float
-    high: float
-
-
-def paired_bootstrap_ci(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    n_boot: int = 10_000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> BootstrapCI:
-    """Mean of the per-image differences ``a - b`` with a paired percentile-bootstrap interval.
-
-    The two scores of an image are compared with each other first, so what varies from image to
-    image (some faces are simply easier) cancels; the images are then resampled with replacement
-    ``n_boot`` times and the interval is read off the percentiles of the resampled means (Efron &
-    Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). It assumes the images are a
-    random sample of the faces one cares about; with few images (say < 20) it is too narrow.
-
-    Parameters
-    ----------
-    a, b : sequence of float
-        Per-image scores of two methods on the same images, in the same order (e.g. the model's
-        PSNR and the bicubic PSNR).
-    n_boot : int, default 10000
-        Bootstrap resamples.
-    ci : float, default 0.95
-        Coverage of the interval, in (0, 1).
-    seed : int, default 0
-        Seed of the resampling; the result is a deterministic function of the inputs and ``seed``.
-
-    Returns
-    -------
-    BootstrapCI
-        ``(mean, low, high)``: ``mean`` is exactly ``mean(a - b)``.
-
-    Raises
-    ------
-    ValueError
-        On inputs of different lengths, fewer than two pairs, non-finite scores (e.g. the ``inf``
-        PSNR of an exact copy), ``n_boot < 1`` or ``ci`` outside (0, 1).
-    """
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
-    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
-        raise ValueError(
-            f"paired scores must be two 1-D sequences of equal length, got shapes {x.shape} "
-            f"and {y.shape}"
-        )
-    if x.size < 2:
-        raise ValueError(f"a bootstrap interval needs at least 2 paired scores, got {x.size}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("paired scores must be finite (an identical image has PSNR inf)")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0.0 < ci < 1.0:
-        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
-    diff = x - y
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    # Chunks of about a million indices: 10,000 resamples of 1,000 images stay at ~8 MB.
-    chunk = max(1, 1_000_000 // diff.size)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
-        means[start:stop] = diff[idx].mean(axis=1)
-    tail = (1.0 - ci) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return BootstrapCI(float(diff.mean()), float(low), float(high))

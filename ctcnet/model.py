@@ -372,7 +372,8 @@ class FSAU(nn.Module):
     ``h = CA(Hourglass(a)) + proj(a)``; ``M = sigmoid(conv3x3(reflect_pad(h)))``; ``FSAU(a) = a * M``.
     ``proj`` is a 1x1 conv to the hourglass width, or the identity when the widths match.
     ``map_tap`` is an identity that receives ``M`` so that hooks can read the map
-    (see :func:`ctcnet.attention_maps`). Shapes: ``(N, C, H, W) -> (N, C, H, W)``; map ``(N, 1, H, W)``.
+    (see :func:`ctcnet.analysis.attention_maps`).
+    Shapes: ``(N, C, H, W) -> (N, C, H, W)``; map ``(N, 1, H, W)``.
     """
 
     paper_name: ClassVar[str] = "FSAU"

@@ -68,18 +68,13 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
-from .checkpoint import (
-    CheckpointError,
-    model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
 from .data.augment import FaceAugment
 from .data.datasets import FaceSRDataset
+from .errors import CheckpointError, TrainingError
 from .evaluate import evaluate
 from .model import CTCNet, build_model
 from .runtime import grad_scaler_for, optimize_for_training, pick_device
+from .weights import model_from_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
 
 __all__ = [
     "StepSampler",
@@ -103,10 +98,6 @@ RESUME_FIXED = (
     "betas", "weight_decay", "schedule", "warmup_steps", "augment", "reference_init",
     "full_size_from_step", "ema_decay",
 )  # fmt: skip
-
-
-class TrainingError(RuntimeError):
-    """A training run that cannot start or has to stop (bad data, NaN loss, ...)."""
 
 
 @dataclass
@@ -443,6 +434,10 @@ def check_config(cfg: TrainConfig) -> None:
         )
 
 
+#: The command-line flag of a setting whose name is not its flag's.
+_RESUME_FLAGS = {"overrides": "--set", "reference_init": "--no-reference-init"}
+
+
 def _check_resume(cfg: TrainConfig, saved: dict[str, Any], step: int, path: Path) -> None:
     """Refuse a resume whose settings would not continue the saved run, naming the setting."""
     defaults = {f.name: f.default for f in fields(TrainConfig)}
@@ -459,7 +454,7 @@ def _check_resume(cfg: TrainConfig, saved: dict[str, Any], step: int, path: Path
             if not ("carve:" in str(before) or "carve:" in str(now[name])):
                 continue
         if before != now[name]:
-            flag = "--" + name.replace("_", "-")
+            flag = _RESUME_FLAGS.get(name, "--" + name.replace("_", "-"))
             raise TrainingError(
                 f"cannot resume: {name} ({flag}) is {now[name]!r} but {path} was trained with "
                 f"{before!r}; use the same value or a new --out"

@@ -41,10 +41,8 @@ import torch
 from PIL import Image
 
 from ._atomic import atomic_write
-from .data.datasets import IMAGE_EXTENSIONS, list_images
-from .data.degradation import ImageReadError, load_rgb, to_tensor, to_uint8
-from .data.imageio import save_png
-from .evaluate import comparison_strip
+from .data.imageio import IMAGE_EXTENSIONS, list_images, load_rgb, save_png
+from .errors import ImageReadError
 from .faces import (
     Face,
     available_detectors,
@@ -55,6 +53,8 @@ from .faces import (
     warp_to_crop,
 )
 from .model import CTCNet
+from .pixels import to_tensor, to_uint8
+from .strips import comparison_strip
 
 __all__ = [
     "FaceResult",

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from skimage import data as skdata
 
-from ctcnet.checkpoint import load_model
 from ctcnet.faces import crop_matrix
 from ctcnet.upscale import upscale_photo
+from ctcnet.weights import load_model
 
 HERE = Path(__file__).resolve().parent
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ctcnet.checkpoint import load_model, read_checkpoint
+from ctcnet.weights import load_model, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,14 +7,12 @@ from torch import nn
 
 from ctcnet.analysis.receptive_field import (
     REGIONS,
-    difference_verdict,
     effective_receptive_field,
     erf_maps,
     radius_summary,
     region_pixels,
 )
 from ctcnet.faces import CANONICAL_LANDMARKS
-from ctcnet.metrics import BootstrapCI
 
 
 def _box_stack(depth: int = 3) -> nn.Sequential:
@@ -129,6 +127,3 @@ def test_radius_summary_and_verdicts():
     assert b["low"] == b["high"] == 5.0
     with pytest.raises(ValueError):
         radius_summary({"c": [1.0]})
-    assert difference_verdict(BootstrapCI(1.0, 0.2, 1.8)) == "larger"
-    assert difference_verdict(BootstrapCI(-1.0, -1.8, -0.2)) == "smaller"
-    assert difference_verdict((0.1, -0.3, 0.5), "wider", "narrower", "same") == "same"

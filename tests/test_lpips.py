@@ -16,7 +16,7 @@ import torch
 
 from ctcnet import lpips as L
 from ctcnet import metrics as M
-from ctcnet.data.errors import ChecksumError, WeightsUnavailableError
+from ctcnet.errors import ChecksumError, WeightsUnavailableError
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_lpips_batches_and_tensors_score_as_single_uint8_images(net, faces):
     per = M.lpips(noisy, hr, reduction="none", network=net, batch_size=3)
     assert per == pytest.approx([M.lpips(n, h, network=net) for n, h in zip(noisy, hr)], rel=1e-5)
     assert M.lpips(noisy, hr, network=net) == pytest.approx(np.mean(per))
-    from ctcnet.data.degradation import to_tensor, to_uint8
+    from ctcnet.pixels import to_tensor, to_uint8
 
     t = torch.stack([to_tensor(x) for x in noisy]), torch.stack([to_tensor(x) for x in hr])
     assert M.lpips(*t, reduction="none", network=net) == pytest.approx(
@@ -168,7 +168,7 @@ def test_lpips_heads_missing_without_download_names_the_wheel(cache, tmp_path):
 
 
 def test_lpips_cache_folder_that_is_a_file_is_one_line_error(cache):
-    from ctcnet.data.errors import DataFolderError
+    from ctcnet.errors import DataFolderError
 
     cache.write_text("not a folder")
     with pytest.raises(DataFolderError, match="LPIPS cache folder .* is not a folder") as err:

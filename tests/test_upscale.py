@@ -439,7 +439,7 @@ def test_no_face_and_bad_file_are_problems(model, tmp_path):
 # ---------------------------------------------------------------------------- the CLI
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from ctcnet.checkpoint import save_checkpoint
+    from ctcnet.weights import save_checkpoint
 
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", build_model("tiny"))

@@ -7,6 +7,7 @@ package; ``import ctcnet`` alone does not need them.
 """
 
 from .attention import (
+    attention_maps,
     attention_stats,
     channel_attention_weights,
     effective_rank,
@@ -50,7 +51,6 @@ from .receptive_field import (
     ERFResult,
     ReceptiveField,
     ReceptiveFieldError,
-    difference_verdict,
     effective_receptive_field,
     erf_maps,
     erf_radius,
@@ -61,6 +61,7 @@ from .receptive_field import (
 )
 
 __all__ = [
+    "attention_maps",
     "count_params",
     "count_flops",
     "flops_by_module",
@@ -80,7 +81,6 @@ __all__ = [
     "erf_maps",
     "radius_summary",
     "region_pixels",
-    "difference_verdict",
     "ERFResult",
     "lam",
     "LAMResult",

@@ -13,8 +13,8 @@
   NeurIPS 2016): the mean absolute gradient of one output pixel with respect to the input.
 * :func:`erf_maps` keeps one such map per input and per output pixel (:class:`ERFMaps`), for the
   spread of the ERF over faces, paired comparisons of models on the same faces
-  (:func:`radius_summary`, :func:`difference_verdict`) and pixels on facial regions
-  (:func:`region_pixels`).
+  (:func:`radius_summary`; :func:`ctcnet.stats.difference_verdict` words its intervals) and
+  pixels on facial regions (:func:`region_pixels`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..model import PRESETS, CTCNet, CTCNetConfig
+from ..stats import paired_bootstrap_ci
 
 __all__ = [
     "theoretical_receptive_field",
@@ -45,7 +46,6 @@ __all__ = [
     "REGIONS",
     "region_pixels",
     "radius_summary",
-    "difference_verdict",
 ]
 
 
@@ -941,7 +941,7 @@ def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: 
     radii : dict
         ``{name: per-input radii}`` (e.g. a row of :meth:`ERFMaps.radii`).
     ci, n_boot, seed
-        As in :func:`ctcnet.metrics.paired_bootstrap_ci` (a percentile bootstrap of the mean
+        As in :func:`ctcnet.stats.paired_bootstrap_ci` (a percentile bootstrap of the mean
         over inputs; with fewer than about 20 inputs it is somewhat too narrow).
 
     Returns
@@ -949,8 +949,6 @@ def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: 
     pandas.DataFrame
         Columns ``name``, ``n``, ``mean``, ``sd`` (over inputs, ``ddof=1``), ``low``, ``high``.
     """
-    from ..metrics import paired_bootstrap_ci
-
     rows = []
     for name, values in radii.items():
         v = np.asarray(values, dtype=np.float64)
@@ -960,15 +958,3 @@ def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: 
         rows.append({"name": name, "n": int(v.size), "mean": mean, "sd": float(v.std(ddof=1)),
                      "low": low, "high": high})
     return pd.DataFrame(rows)
-
-
-def difference_verdict(ci, above: str = "larger", below: str = "smaller",
-                       neither: str = "within noise") -> str:
-    """A word for a difference from its confidence interval ``(mean, low, high)``: ``above`` when
-    the whole interval is above zero, ``below`` when it is below, ``neither`` when it holds 0."""
-    _, low, high = ci
-    if low > 0:
-        return above
-    if high < 0:
-        return below
-    return neither
