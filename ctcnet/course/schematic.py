@@ -29,6 +29,7 @@ Example (chapter 3)::
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import math
@@ -464,7 +465,7 @@ def _as_meta(value):
         return torch.empty(value.shape, dtype=value.dtype if value.is_floating_point()
                            else torch.float32, device="meta")
     if isinstance(value, (tuple, list, torch.Size)) and value and all(
-            isinstance(v, int) for v in value):
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
         return torch.empty(tuple(value), device="meta")
     if isinstance(value, (tuple, list)):
         return [_as_meta(v) for v in value]
@@ -478,31 +479,63 @@ def _inputs_in(network: nn.Module, module: nn.Module, size: int) -> tuple:
     path = next((name for name, m in network.named_modules() if m is module), None)
     if path is None:
         raise ValueError(f"the {type(module).__name__} to draw is not a sub-module of network")
+    first = _first_inputs(network, size)
+    if path not in first:
+        raise ValueError(f"the {type(module).__name__} to draw is not called by network's forward")
+    return _as_meta(first[path])
+
+
+#: The first-call input shapes of every sub-module of the last few networks traced, keyed by
+#: (id, size, structure), so that drawing several modules of one network runs it once.
+_FIRST_INPUTS: dict[tuple, dict[str, tuple]] = {}
+
+
+def _first_inputs(network: nn.Module, size: int) -> dict[str, tuple]:
+    """``path -> args`` (as shapes; lists kept) of every sub-module's first call in one forward
+    pass of ``network`` on a ``1 x C x size x size`` input, run on a meta copy."""
+    structure = tuple((name, type(m).__name__, tuple(tuple(p.shape) for p in
+                                                     m.parameters(recurse=False)))
+                      for name, m in network.named_modules())
+    key = (id(network), size, hash(structure))
+    if key in _FIRST_INPUTS:
+        return _FIRST_INPUTS[key]
     probe = _meta_copy(network)
-    target = probe.get_submodule(path) if path else probe
-    seen: list[tuple] = []
+    paths = {id(m): name for name, m in probe.named_modules()}
+    seen: dict[str, tuple] = {}
 
-    def grab(_module, args):
-        if not seen:
-            seen.append(args)
+    def shapes(value):
+        if isinstance(value, torch.Tensor):
+            return tuple(value.shape)
+        return [shapes(v) for v in value] if isinstance(value, (list, tuple)) else value
 
-    handle = target.register_forward_pre_hook(grab)
+    def grab(m, args):
+        seen.setdefault(paths[id(m)], tuple(shapes(a) for a in args))
+
+    handles = [m.register_forward_pre_hook(grab) for m in probe.modules()]
     try:
         channels = getattr(getattr(network, "config", None), "in_channels", 3)
         with torch.no_grad():
             probe(torch.empty(1, channels, size, size, device="meta"))
     finally:
-        handle.remove()
-    if not seen:
-        raise ValueError(f"the {type(module).__name__} to draw is not called by network's forward")
-    return seen[0]
+        for h in handles:
+            h.remove()
+    while len(_FIRST_INPUTS) >= 4:
+        _FIRST_INPUTS.pop(next(iter(_FIRST_INPUTS)))
+    _FIRST_INPUTS[key] = seen
+    return seen
 
 
 def _guess_inputs(module: nn.Module, size: int) -> tuple:
-    """One ``1 x C x size x size`` input, ``C`` the input width of the module's first conv."""
+    """One ``1 x C x size x size`` input, ``C`` the input width of the module's first conv;
+    only for a ``forward`` that takes one tensor (an MFFU takes a list whose widths only the
+    network knows)."""
+    params = [p for p in inspect.signature(module.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_tensor = len(params) == 1 and params[0].annotation in (
+        inspect.Parameter.empty, torch.Tensor, "torch.Tensor", "Tensor")
     conv = next((m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))),
                 None)
-    if conv is None:
+    if conv is None or not takes_tensor:
         raise ValueError(f"cannot tell the input width of a {type(module).__name__}: pass "
                          "network= (the CTCNet that holds it) or inputs=")
     return (torch.empty(1, conv.in_channels, size, size, device="meta"),)
@@ -668,6 +701,7 @@ _COLOURS = {"conv": "#d6e6f5", "resample": "#e4d9f0", "norm": "#fcefc7", "attent
             "block": "#d7ecd2", "op": "#ececec", "group": "#fafafa"}
 
 
+@functools.lru_cache(maxsize=4096)
 def _text_size(text: str, size: float, weight: str = "normal", family: str = "sans-serif"
                ) -> tuple[float, float]:
     """Width and height in inches of ``text`` as matplotlib lays it out (no renderer needed)."""
@@ -738,10 +772,14 @@ def _item(node: BlockNode, n_inputs: int) -> _Item:
     path = node.path + (f" (call {node.call})" if node.call else "")
     if path:
         lines.append((path, _FONT["path"], "normal", "monospace", "#555555"))
-    sizes = [_text_size(t, s, w, f) for t, s, w, f, _ in lines]
-    width = max(s[0] for s in sizes) + 2 * _PAD
-    height = sum(s[1] for s in sizes) * 1.3 + 1.4 * _PAD
+    width = max(_text_size(t, s, w, f)[0] for t, s, w, f, _ in lines) + 2 * _PAD
+    height = sum(_line_pitch(s) for _, s, _, _, _ in lines) + 1.4 * _PAD
     return _Item(node.index, node, "box", max(width, 0.6), height, lines)
+
+
+def _line_pitch(size: float) -> float:
+    """Distance between two lines of text of ``size`` points in a box, inches."""
+    return size * 1.3 / 72.0
 
 
 def _ranks(graph: BlockGraph) -> dict[int, int]:
@@ -1479,7 +1517,7 @@ def _place_labels(items: dict[int, _Item], routes: list[_Route], xy, obstacles=(
 
     for _, text, (a, b, c, d) in frames:  # in the band at the frame's top or bottom
         w, h = _text_size(text, _FONT["path"], family="monospace")
-        h += 0.02
+        w, h = w + 0.03, h + 0.04
         spots = [(a + 0.05 + w / 2, d - 0.12), (c - 0.05 - w / 2, d - 0.12),
                  (a + 0.05 + w / 2, b + 0.12), (c - 0.05 - w / 2, b + 0.12)]
         for cx, cy in spots:
@@ -1497,7 +1535,7 @@ def _place_labels(items: dict[int, _Item], routes: list[_Route], xy, obstacles=(
             if not text:
                 continue
             w, h = _text_size(text, _FONT[kind])
-            h += 0.02
+            w, h = w + 0.03, h + 0.04  # what the renderer adds around the glyphs, and air
             first = None
             for cx, cy in candidates(pts, w, h, from_end):
                 rect = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
@@ -1633,7 +1671,7 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
             ax.add_patch(FancyBboxPatch(corner, item.width, item.height,
                                         boxstyle="round,pad=0,rounding_size=0.1",
                                         facecolor="white", edgecolor="#222222", lw=0.8, zorder=3))
-        heights = [_text_size(t, size_, w, f)[1] * 1.3 for t, size_, w, f, _ in item.lines]
+        heights = [_line_pitch(size_) for _, size_, _, _, _ in item.lines]
         top = y + sum(heights) / 2
         for (text, fontsize, weight, family, colour), h in zip(item.lines, heights):
             ax.text(x, top - h / 2, text, ha="center",
