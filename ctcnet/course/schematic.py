@@ -46,10 +46,12 @@ from ..model import (
     MDTA,
     ChannelAttention,
     CTCNet,
+    Downsample,
     Hourglass,
     HourglassConv,
     LayerNorm2d,
     TransformerBlock,
+    Upsample,
 )
 
 __all__ = ["BlockNode", "BlockEdge", "BlockGraph", "trace_block", "draw_block"]
@@ -697,8 +699,9 @@ _SKIP_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9
 #: Widest left-to-right drawing (inches) that ``direction="auto"`` keeps; a book page shows
 #: about 9 inches at full size.
 MAX_WIDTH = 9.0
-_COLOURS = {"conv": "#d6e6f5", "resample": "#e4d9f0", "norm": "#fcefc7", "attention": "#f8d3d1",
-            "block": "#d7ecd2", "op": "#ececec", "group": "#fafafa"}
+_COLOURS = {"convolution": "#d6e6f5", "resampling": "#e4d9f0", "norm / activation": "#fcefc7",
+            "attention": "#f8d3d1", "composite block": "#d7ecd2", "operation": "#ececec",
+            "group": "#fafafa"}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -736,17 +739,17 @@ def _category(module: nn.Module) -> str:
     if isinstance(module, (ChannelAttention, FSAU, MDTA, Hourglass)):
         return "attention"
     if isinstance(module, (nn.PReLU, nn.ReLU, nn.GELU, nn.BatchNorm2d, LayerNorm2d)):
-        return "norm"
+        return "norm / activation"
     if isinstance(module, HourglassConv):
-        return "resample" if module.upsample or module.conv.stride[0] > 1 else "conv"
+        return "resampling" if module.upsample or module.conv.stride[0] > 1 else "convolution"
     if isinstance(module, nn.ConvTranspose2d) or (isinstance(module, nn.Conv2d)
                                                    and module.stride[0] > 1):
-        return "resample"
+        return "resampling"
     if isinstance(module, nn.Conv2d):
-        return "conv"
-    if type(module).__name__ in ("Downsample", "Upsample"):
-        return "resample"
-    return "block"
+        return "convolution"
+    if isinstance(module, (Downsample, Upsample)):
+        return "resampling"
+    return "composite block"
 
 
 def _item(node: BlockNode, n_inputs: int) -> _Item:
@@ -1437,8 +1440,9 @@ def _fold(graph: BlockGraph, shapes: bool):
 # --------------------------------------------------------------------------------------------
 
 _SKIP_TEXT = "from the left column to the right (a colour per source)"
-_CATEGORY_NAMES = {"conv": "convolution", "resample": "resampling", "norm": "norm / activation",
-                   "attention": "attention", "block": "composite block", "op": "operation"}
+#: The box colours' names, in legend order.
+_CATEGORY_NAMES = ("convolution", "resampling", "norm / activation", "attention",
+                   "composite block", "operation")
 
 
 def _junctions(routes: list[_Route]) -> list[tuple[tuple[float, float], str]]:
@@ -1620,7 +1624,7 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
         if n.kind == "module":
             categories.append(_category(module.get_submodule(n.path)))
         elif n.kind == "op" and not n.symbol:
-            categories.append("op")
+            categories.append("operation")
     symbols = [s for s in SYMBOLS if any(n.symbol == s for n in graph.nodes)]
     skips = any(route.colour != "#333333" for route in routes)
     rows = _legend_rows(categories, symbols, max(x1 - x0 - 0.2, 3.0), skips) if legend else []
@@ -1662,7 +1666,7 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
         elif item.style == "pill":
             ax.add_patch(FancyBboxPatch(corner, item.width, item.height,
                                         boxstyle="round,pad=0,rounding_size=0.08",
-                                        facecolor=_COLOURS["op"], edgecolor="#666666", lw=0.6,
+                                        facecolor=_COLOURS["operation"], edgecolor="#666666", lw=0.6,
                                         zorder=3))
         elif item.style == "circle":
             ax.add_patch(Circle((x, y), _CIRCLE, facecolor="white", edgecolor="#222222", lw=0.8,
@@ -1724,7 +1728,7 @@ def _legend_rows(categories: list[str], symbols: list[str], width: float, skips:
     """The legend's entries -- ``("colour", category, w)`` for a box colour used,
     ``("symbol", symbol, w)`` for a circle used, ``("skip", "", w)`` for the U layout's coloured
     skips -- in rows no wider than ``width`` inches."""
-    entries = [("colour", c, 0.14 + _text_size(_CATEGORY_NAMES[c], 6.5)[0])
+    entries = [("colour", c, 0.14 + _text_size(c, 6.5)[0])
                for c in _CATEGORY_NAMES if c in categories]
     entries += [("symbol", s, 0.16 + _text_size(SYMBOLS[s], 6.5)[0]) for s in symbols]
     if skips:
@@ -1750,7 +1754,7 @@ def _legend(ax, x: float, y: float, rows: list[list[tuple[str, str, float]]]) ->
             if kind == "colour":
                 ax.add_patch(Rectangle((at, y - 0.05), 0.1, 0.1, facecolor=_COLOURS[key],
                                        edgecolor="#444444", lw=0.5, zorder=3))
-                text = _CATEGORY_NAMES[key]
+                text = key
             elif kind == "skip":
                 for k, colour in enumerate(_SKIP_COLOURS[:3]):
                     ax.plot([at, at + 0.24], [y + 0.04 - 0.04 * k] * 2, color=colour, lw=0.8)
