@@ -221,14 +221,18 @@ class _Recorder(TorchFunctionMode):
         self.nodes.append({"kind": kind, "group": self.groups[-1] if self.groups else "", **info})
         return len(self.nodes) - 1
 
-    def connect(self, inputs: Iterable[torch.Tensor], target: int) -> bool:
-        """Edges from the producers of ``inputs`` to ``target``; False if none is known."""
+    def connect(self, inputs: Iterable[torch.Tensor], target: int, ordered: bool = False
+                ) -> bool:
+        """Edges from the producers of ``inputs`` to ``target``; False if none is known. With
+        ``ordered`` (a concatenation), each edge's note says its place: ``1st``, ``2nd``, ..."""
         known = False
-        for t in inputs:
+        for k, t in enumerate(inputs):
             source = self.producer.get(id(t))
             if source is None:
                 continue
             node, note = source
+            if ordered:
+                note = ", ".join(n for n in (note, _ordinal(k + 1)) if n)
             self.edges.append({"source": node, "target": target, "note": note,
                                "shape": _shape(t)})
             known = True
@@ -272,7 +276,7 @@ class _Recorder(TorchFunctionMode):
                 return
         label, symbol, detail = _describe_op(name, args, kwargs, outputs, params)
         node = self.node("op", name=label, symbol=symbol, detail=detail)
-        self.connect(tracked, node)
+        self.connect(tracked, node, ordered=name in _ORDERED and len(tracked) > 1)
         self.produce(outputs, node)
 
     # -- module calls ---------------------------------------------------------------------------
@@ -304,6 +308,15 @@ class _Recorder(TorchFunctionMode):
         self.depth -= 1
         if role == "node":
             self.produce(_tensors(output), node)
+
+
+#: Operations whose inputs' order matters (and is written on the arrows).
+_ORDERED = {"cat", "concat", "concatenate", "stack"}
+
+
+def _ordinal(k: int) -> str:
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(k if k < 20 else k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def _pad_note(args, kwargs) -> str:
@@ -1418,8 +1431,12 @@ def _fold(graph: BlockGraph, shapes: bool):
     candidates = itertools.permutations(sources) if len(sources) <= 7 else [tuple(sources)]
     best = min(candidates, key=lambda order: (crossings(order), order))
     lanes = {src: k for k, src in enumerate(best)}
+    # a source's shape is written once: on its arrow inside the left half if it has one
+    labelled = {e.source for e in l_sub.edges} if shapes else set(sources)
     for k, e in enumerate(cross):
         s, t = items[e.source], items[e.target]
+        shape = "" if e.source in labelled else _shape_text(e.shape)
+        labelled.add(e.source)
         lane_v = l_edge + 0.2 + lanes[e.source] * _CORRIDOR
         side, v, run_u, meet_u = ports[("skip", k)]
         index, happened = _split_note(e.note)
@@ -1430,7 +1447,7 @@ def _fold(graph: BlockGraph, shapes: bool):
                             (flip(meet_u), v + shift)]
         else:  # level with a circle, into its side
             path = start + [(t.u, lane_v), (t.u, v + shift)]
-        routes.append(_Route(e, path, _shape_text(e.shape) if shapes else "", label,
+        routes.append(_Route(e, path, shape, label,
                              side != "left", _SKIP_COLOURS[lanes[e.source] % len(_SKIP_COLOURS)]))
     return items, routes
 
