@@ -10,7 +10,7 @@ from matplotlib.patches import Circle, FancyBboxPatch
 from torch import nn
 
 from ctcnet import build_model
-from ctcnet.course import schematic
+from ctcnet.course import _dataflow
 from ctcnet.course.schematic import draw_block, trace_block
 from ctcnet.model import ResidualUnit
 
@@ -203,7 +203,7 @@ def test_every_module_renders_with_no_text_overlapping(tiny, name, options):
 def test_arrows_go_around_the_boxes(tiny, name, options):
     module = _modules(tiny)[name]
     graph = trace_block(module, network=tiny, size=64, expand=options.get("expand"))
-    items, routes, vertical = schematic._arrange(graph, options.get("shapes", False),
+    items, routes, vertical = _dataflow.arrange(graph, options.get("shapes", False),
                                                  options.get("direction", "auto"))
     assert len(routes) == len(graph.edges)
     boxes = {k: (i.v - (i.width if vertical else i.height) / 2 + 0.01,
@@ -222,7 +222,7 @@ def test_arrows_go_around_the_boxes(tiny, name, options):
             for key, (cu, cv) in circles.items():  # nearest point of the segment to the centre
                 nu, nv = min(max(cu, min(ua, ub)), max(ua, ub)), min(max(cv, min(va, vb)),
                                                                      max(va, vb))
-                assert (nu - cu) ** 2 + (nv - cv) ** 2 >= (schematic._CIRCLE - 0.01) ** 2, (
+                assert (nu - cu) ** 2 + (nv - cv) ** 2 >= (_dataflow.CIRCLE - 0.01) ** 2, (
                     route.edge, graph.nodes[key].name)
     # every edge starts at its source and ends at its target
     for route in routes:
@@ -236,11 +236,11 @@ def test_arrows_go_around_the_boxes(tiny, name, options):
 def test_the_u_layout_is_chosen_for_the_network_and_the_hourglass(tiny):
     for module in (tiny, tiny.encoder[0].fsau.hourglass):
         graph = trace_block(module, network=tiny, size=64)
-        spine = schematic._spine(graph)
-        assert schematic._fold_point(graph, spine) is not None
+        spine = _dataflow._spine(graph)
+        assert _dataflow._fold_point(graph, spine) is not None
     for module in (tiny.encoder[0].local_in, tiny.encoder[0].transformer[0].attn):
         graph = trace_block(module, network=tiny, size=64)
-        assert schematic._fold_point(graph, schematic._spine(graph)) is None
+        assert _dataflow._fold_point(graph, _dataflow._spine(graph)) is None
 
 
 def _png(fig) -> bytes:
