@@ -357,3 +357,10 @@ def test_draw_block_of_an_mffu_without_network_asks_for_it(tiny):
     with pytest.raises(ValueError) as excinfo:
         trace_block(tiny.fusion[0])
     assert "network=" in _one_line(excinfo)
+
+
+def test_a_half_precision_model_is_traced_with_inputs_of_its_dtype():
+    model = build_model("tiny").half()
+    graph = trace_block(model.encoder[0].fsau, network=model, size=64)
+    assert [p for p, _ in graph.module_calls()] == ["hourglass", "attention", "to_map"]
+    assert trace_block(model.encoder[0].fsau, (1, 8, 16, 16)).nodes[0].shape == (1, 8, 16, 16)

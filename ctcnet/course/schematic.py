@@ -408,16 +408,22 @@ def _meta_copy(module: nn.Module) -> nn.Module:
     return probe.eval()
 
 
-def _as_meta(value):
-    """Shapes (tuples of ints) and tensors -> meta tensors; lists / tuples of them kept."""
+def _dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype of ``module``'s weights (an input must match it), float32 if none."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
+def _as_meta(value, dtype: torch.dtype = torch.float32):
+    """Shapes (tuples of ints, made ``dtype``) and tensors -> meta tensors; lists / tuples of
+    them kept."""
     if isinstance(value, torch.Tensor):
         return torch.empty(value.shape, dtype=value.dtype if value.is_floating_point()
-                           else torch.float32, device="meta")
+                           else dtype, device="meta")
     if isinstance(value, (tuple, list, torch.Size)) and value and all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return torch.empty(tuple(value), device="meta")
+        return torch.empty(tuple(value), dtype=dtype, device="meta")
     if isinstance(value, (tuple, list)):
-        return [_as_meta(v) for v in value]
+        return [_as_meta(v, dtype) for v in value]
     raise ValueError(f"inputs must be tensors, shapes (tuples of ints) or lists of them; got "
                      f"{type(value).__name__}")
 
@@ -431,7 +437,7 @@ def _inputs_in(network: nn.Module, module: nn.Module, size: int) -> tuple:
     first = _first_inputs(network, size)
     if path not in first:
         raise ValueError(f"the {type(module).__name__} to draw is not called by network's forward")
-    return _as_meta(first[path])
+    return _as_meta(first[path], _dtype(network))
 
 
 #: The first-call input shapes of every sub-module of the last few networks traced, keyed by
@@ -464,7 +470,7 @@ def _first_inputs(network: nn.Module, size: int) -> dict[str, tuple]:
     try:
         channels = getattr(getattr(network, "config", None), "in_channels", 3)
         with torch.no_grad():
-            probe(torch.empty(1, channels, size, size, device="meta"))
+            probe(torch.empty(1, channels, size, size, dtype=_dtype(probe), device="meta"))
     finally:
         for h in handles:
             h.remove()
@@ -487,7 +493,7 @@ def _guess_inputs(module: nn.Module, size: int) -> tuple:
     if conv is None or not takes_tensor:
         raise ValueError(f"cannot tell the input width of a {type(module).__name__}: pass "
                          "network= (the CTCNet that holds it) or inputs=")
-    return (torch.empty(1, conv.in_channels, size, size, device="meta"),)
+    return (torch.empty(1, conv.in_channels, size, size, dtype=_dtype(module), device="meta"),)
 
 
 def _resolve(module: nn.Module, items) -> set[int]:
@@ -539,10 +545,12 @@ def trace_block(module: nn.Module, inputs=None, *, network: nn.Module | None = N
         raise ValueError(f"trace_block draws an nn.Module, got {type(module).__name__}")
     expanded = _resolve(module, expand)
     if inputs is not None:
-        args = tuple(_as_meta(v) for v in (inputs if isinstance(inputs, (tuple, list)) and not (
-            inputs and all(isinstance(v, int) for v in inputs)) else (inputs,)))
+        one_shape = isinstance(inputs, (tuple, list)) and all(isinstance(v, int) for v in inputs)
+        given = (inputs,) if one_shape or not isinstance(inputs, (tuple, list)) else inputs
+        args = tuple(_as_meta(v, _dtype(module)) for v in given)
     elif isinstance(module, CTCNet):
-        args = (torch.empty(1, module.config.in_channels, size, size, device="meta"),)
+        args = (torch.empty(1, module.config.in_channels, size, size, dtype=_dtype(module),
+                            device="meta"),)
     elif network is not None:
         args = _inputs_in(network, module, size)
     else:
