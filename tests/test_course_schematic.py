@@ -364,3 +364,12 @@ def test_a_half_precision_model_is_traced_with_inputs_of_its_dtype():
     graph = trace_block(model.encoder[0].fsau, network=model, size=64)
     assert [p for p, _ in graph.module_calls()] == ["hourglass", "attention", "to_map"]
     assert trace_block(model.encoder[0].fsau, (1, 8, 16, 16)).nodes[0].shape == (1, 8, 16, 16)
+
+
+def test_the_figure_is_closed_in_pyplot_so_a_notebook_shows_it_once():
+    before = set(matplotlib.pyplot.get_fignums())
+    fig = draw_block(ResidualUnit(8))
+    assert set(matplotlib.pyplot.get_fignums()) == before
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")  # still drawable
+    assert buffer.getvalue()[:4] == b"\x89PNG"

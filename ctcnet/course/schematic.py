@@ -701,9 +701,11 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
     title : the title above the drawing; default the module's paper name and class.
     legend : add the lines that explain the colours and symbols used.
 
-    Text sizes are fixed in points and the figure is sized to the drawing (one axis unit is
-    one inch), so every schematic has the same type size whatever its extent: save it with
-    ``fig.savefig(path, dpi=...)`` and it keeps its proportions. Raises ``ValueError`` (one
+    Returns a matplotlib ``Figure``, already closed in pyplot: a notebook shows it once when it
+    is the cell's last value, ``fig.savefig(path, dpi=...)`` writes it, and it needs no
+    ``plt.close``. Text sizes are fixed in points and the figure is sized to the
+    drawing (one axis unit is one inch), so every schematic has the same type size whatever its
+    extent. Raises ``ValueError`` (one
     line) for an unknown ``direction`` and for the bad inputs :func:`trace_block` refuses.
     """
     import matplotlib.pyplot as plt
@@ -752,6 +754,9 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
         x1 = max(x1, x0 + 0.3 + text_size(title, 10, "bold")[0])
     legend_h = 0.1 + 0.2 * len(rows) if rows else 0.0
     fig = plt.figure(figsize=(x1 - x0, y1 - y0 + title_h + legend_h))
+    # closed in pyplot (it stays drawable): a notebook shows the returned figure once, not also
+    # when the cell ends, and nothing stays open
+    plt.close(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0 - legend_h, y1 + title_h)
