@@ -6,6 +6,7 @@ import itertools
 import matplotlib
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Circle, FancyBboxPatch
 from torch import nn
 
@@ -160,8 +161,9 @@ def test_labels_name_the_paper_module_and_its_size(tiny):
 
 
 def _text_boxes(fig):
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    canvas = FigureCanvasAgg(fig)  # the figure comes closed in pyplot, without a canvas to draw
+    canvas.draw()
+    renderer = canvas.get_renderer()
     ax = fig.axes[0]
     texts = [(t, t.get_window_extent(renderer)) for t in ax.texts if t.get_text()]
     nodes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)
