@@ -916,11 +916,13 @@ def place_labels(items: dict[int, _Item], routes: list[_Route], xy, obstacles=()
                     yield cx + w / 2 + 0.04, cy
                     yield cx - w / 2 - 0.04, cy
 
-    for _, text, (a, b, c, d) in frames:  # in the band at the frame's top or bottom
+    for _, text, (a, b, c, d) in frames:
         w, h = text_size(text, FONT["path"], family="monospace")
         w, h = w + 0.03, h + 0.04
-        spots = [(a + 0.05 + w / 2, d - 0.12), (c - 0.05 - w / 2, d - 0.12),
-                 (a + 0.05 + w / 2, b + 0.12), (c - 0.05 - w / 2, b + 0.12)]
+        # just outside a corner (above, then below), else just inside one
+        spots = [(a + w / 2, d + h / 2 + 0.01), (c - w / 2, d + h / 2 + 0.01),
+                 (a + w / 2, b - h / 2 - 0.01), (c - w / 2, b - h / 2 - 0.01),
+                 (a + 0.05 + w / 2, d - h / 2 - 0.01), (c - 0.05 - w / 2, b + h / 2 + 0.01)]
         for cx, cy in spots:
             rect = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
             if not any(_rects_overlap(rect, o) for o in boxes + placed + lines):
@@ -970,8 +972,9 @@ def arrange(graph: BlockGraph, shapes: bool, direction: str):
 
 def group_frames(graph: BlockGraph, items: dict[int, _Item], xy):
     """``(path, label, (x0, y0, x1, y1))`` of the dashed frame around each expanded child; the
-    frame leaves a band at its top and bottom for its label (placed by :func:`place_labels`)."""
-    pad, band = 0.12, 0.2
+    frame stays close to its members, so that it does not run along the lines bending in the
+    gaps around it; its label is placed by :func:`place_labels`."""
+    pad, band = 0.12, 0.07
     frames = []
     for path, label in graph.groups.items():
         members = [items[n.index] for n in graph.nodes if n.group == path]

@@ -40,6 +40,7 @@ from torch.overrides import TorchFunctionMode
 from ..model import (
     FSAU,
     GDFN,
+    LGCM,
     MDTA,
     ChannelAttention,
     CTCNet,
@@ -383,6 +384,8 @@ def _module_detail(module: nn.Module, in_shapes, out_shape) -> str:
         parts.append(f"hidden {module.proj_out.in_channels}")
     elif isinstance(module, ChannelAttention):
         parts.append(f"squeeze to {module.squeeze.out_channels}")
+    elif isinstance(module, LGCM) and module.transformer is not None:
+        parts.append(f"{len(module.transformer)} × TB")
     return " · ".join(p for p in parts if p)
 
 
