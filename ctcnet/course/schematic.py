@@ -7,9 +7,10 @@ module's own level: every call of a sub-module (a box) and every tensor operatio
 pooling, resizing, ...). Reshapes, transposes and paddings only rearrange a tensor; they become
 notes on the arrows. Multiplications by a learnable parameter of the module (the scalars of the
 residual unit, MDTA's temperature) become their own small nodes, named after the parameter.
-:func:`draw_block` lays that graph out left to right (or top to bottom) in layers, with the
-longest chain of the forward pass on one straight line and every skip connection routed around
-the boxes, and draws it with matplotlib.
+:func:`draw_block` lays that graph out in layers -- left to right, top to bottom, or for an
+encoder-decoder (the network, the hourglass) as a U -- with the longest chain of the forward pass
+on one straight line and every skip connection routed around the boxes (the layout lives in
+:mod:`ctcnet.course._dataflow`), and draws it with matplotlib.
 
 Because the drawing is the record of one forward pass, it cannot drift from the code: a module
 that the ``forward`` stops calling disappears from the drawing, a new operation appears in it.
@@ -24,6 +25,12 @@ Example (chapter 3)::
 
     model = trained_model()
     draw_block(model.encoder[0].local_in, network=model)   # the local block, shapes from the net
+
+The modules of the other chapters: ``model.encoder[0].local_in.unit1`` (RU) and
+``.local_in.attention`` (CA); ``model.encoder[0].fsau`` and its ``.hourglass`` (chapter 4);
+``model.encoder[2].transformer[0]`` with its ``.attn`` (MDTA) and ``.ffn`` (GDFN) (chapter 5);
+``model.encoder[1]`` (LGCM, chapter 6); ``model.bottleneck[0]`` (FRM) with its ``.feu`` and
+``model.fusion[0]`` (MFFU) (chapter 7); ``model`` itself (chapter 8).
 """
 
 from __future__ import annotations
