@@ -55,9 +55,10 @@ def test_paper_module_table_partitions_the_parameters(overrides):
     total = sum(p.numel() for p in model.parameters())
     modules = table[table["inside"] == ""]
     assert modules["parameters"].sum() == total
-    # one module row per paper name of units() (head and tail apart), in forward order
+    # one module row per paper name of units() (the first and last conv apart), in forward order
+    units = model.units()
     names = list(dict.fromkeys(
-        u.stage if u.stage in ("head", "tail") else u.paper_name for u in model.units()
+        ["shallow features"] + [u.paper_name for u in units[1:-1]] + ["reconstruction"]
     ))
     assert [PAPER_TITLES[n][0] for n in names] == list(modules["paper name"])
     # the parts of every composite module add up to it
