@@ -77,10 +77,10 @@ def face_pairs(limit: int) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]
     """The offline test faces: HR with its bicubic x8 input, and with the shipped model's output."""
     import torch
 
-    from ctcnet.weights import load_model
     from ctcnet.data.datasets import FaceSRDataset
-    from ctcnet.data.degradation import to_uint8
     from ctcnet.data.offline_faces import default_root
+    from ctcnet.pixels import to_uint8
+    from ctcnet.weights import load_model
 
     folder = default_root() / "test"
     if not folder.is_dir():

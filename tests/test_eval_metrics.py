@@ -16,10 +16,10 @@ from PIL import Image
 from ctcnet import build_model
 from ctcnet import lpips as L
 from ctcnet import metrics as M
-from ctcnet.weights import save_checkpoint
 from ctcnet.cli import main
 from ctcnet.data.datasets import FaceSRDataset
 from ctcnet.pixels import to_uint8
+from ctcnet.weights import save_checkpoint
 
 
 def faces(folder, sizes=((128, 128),) * 3):
