@@ -60,6 +60,7 @@ SECTIONS = [
     ("ctcnet.faces", "Face detection and alignment", None),
     ("ctcnet.upscale", "Upscaling photos", None),
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
+    ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
     ("ctcnet.course.plotting", "Analysis figures", None),
     ("ctcnet.course.book", "Book helpers", None),
     ("ctcnet.course.explorer", "Interactive explorer (chapter 15)", None),
