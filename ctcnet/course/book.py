@@ -20,6 +20,7 @@ from PIL import Image
 from ..data.degradation import degrade
 from ..data.offline_faces import build_offline_faces, default_root
 from ..data.prepare import CELEBA_FACE_BOX, CELEBA_SIZE
+from ..model import build_model, reference_init_
 from ..pixels import to_tensor
 from ..runtime import pick_device
 from ..weights import (
@@ -28,10 +29,11 @@ from ..weights import (
     find_official_checkpoint,
     load_model,
     load_official_checkpoint,
+    read_checkpoint,
 )
 
-__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model", "glue",
-           "Subject", "subject", "official_checkpoint", "celeba_test_dir", "folder_faces",
+__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model",
+           "initial_network", "n_params", "format_ci", "glue", "Subject", "subject", "official_checkpoint", "celeba_test_dir", "folder_faces",
            "ReproductionPlan", "reproduction_plan", "celeba_stand_in"]
 
 
@@ -120,6 +122,33 @@ def face_batch(images: list[np.ndarray], scale: int = 8) -> dict[str, torch.Tens
 def trained_model(device: str | torch.device | None = None):
     """The ``reduced`` CTCNet trained on the offline faces, shipped in the package."""
     return load_model(default_weights_path(), device=device or pick_device())
+
+
+def initial_network(path: str | Path | None = None, seed: int | None = None) -> torch.nn.Module:
+    """The network a checkpoint's training run started from, before its first step, in eval mode.
+
+    Rebuilt from the recipe the checkpoint records (``extra["train_config"]``: preset, overrides,
+    seed, and ``reference_init``, the authors' N(0, 0.02) initialisation), exactly as training
+    built it; ``seed`` draws another start from the same recipe. Default: the shipped model.
+    """
+    recipe = read_checkpoint(path or default_weights_path())["extra"]["train_config"]
+    torch.manual_seed(recipe["seed"] if seed is None else seed)
+    net = build_model(recipe["preset"], **recipe.get("overrides", {}))
+    if recipe.get("reference_init", True):
+        reference_init_(net)
+    return net.eval()
+
+
+def n_params(module: torch.nn.Module | None) -> int:
+    """Number of parameters of ``module`` (0 for ``None``, e.g. a module switched off)."""
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def format_ci(ci, digits: int = 3, unit: str = "") -> str:
+    """``mean [low, high]`` of a :class:`ctcnet.stats.BootstrapCI` (or any ``(mean, low, high)``),
+    signed, e.g. ``+1.384 [+1.183, +1.600] dB``."""
+    mean, low, high = ci
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]{unit and ' ' + unit}"
 
 
 def glue(name: str, value, display: bool = False) -> None:
