@@ -33,7 +33,8 @@ from ..weights import (
 )
 
 __all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model",
-           "initial_network", "n_params", "format_ci", "glue", "Subject", "subject", "official_checkpoint", "celeba_test_dir", "folder_faces",
+           "initial_network", "n_params", "format_ci", "glue", "Subject", "subject",
+           "official_checkpoint", "celeba_test_dir", "folder_faces",
            "ReproductionPlan", "reproduction_plan", "celeba_stand_in"]
 
 
