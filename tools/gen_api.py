@@ -62,6 +62,7 @@ SECTIONS = [
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
     ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
     ("ctcnet.course.plotting", "Analysis figures", None),
+    ("ctcnet.course.fusion_view", "Switching modules off on a face (chapters 6 and 7)", None),
     ("ctcnet.course.book", "Book helpers", None),
     ("ctcnet.course.explorer", "Interactive explorer (chapter 15)", None),
 ]
