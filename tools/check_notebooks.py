@@ -63,6 +63,19 @@ def read_repo_url(root: Path = REPO_ROOT) -> str:
     return str(url).rstrip("/")
 
 
+def read_baseurl(root: Path = REPO_ROOT) -> str:
+    """Return ``html.baseurl`` from ``<root>/_config.yml`` (with a trailing slash), or ""."""
+    text = (root / "_config.yml").read_text(encoding="utf-8")
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        m = re.search(r"^html:\s*\n(?:[ \t]+.*\n)*?[ \t]+baseurl:\s*(\S*)", text, re.MULTILINE)
+        url = m.group(1).strip("'\"") if m else ""
+    else:
+        url = str((yaml.safe_load(text).get("html") or {}).get("baseurl") or "")
+    return url if not url or url.endswith("/") else url + "/"
+
+
 def canonical_first_cell(root: Path = REPO_ROOT) -> str:
     return CANONICAL_FIRST_CELL.format(repo_url=read_repo_url(root))
 
