@@ -4,10 +4,11 @@
 Run by ``make test``.  A notebook fails the check if it
 
 * has outputs or execution counts (commit notebooks stripped: ``nbstripout``);
-* does not start (first code cell) with the Colab install cell: detection of
-  ``google.colab`` plus ``pip install`` of ``git+<repository.url from _config.yml>``
-  -- the canonical source is ``CANONICAL_FIRST_CELL`` below
-  (print it with ``python tools/check_notebooks.py --print-first-cell``);
+* does not start (first code cell) with the Colab install cell, character for character
+  (``CANONICAL_FIRST_CELL`` below with ``repository.url`` from ``_config.yml``; print it with
+  ``python tools/check_notebooks.py --print-first-cell``): on Colab it installs ctcnet with
+  ``--no-deps``, then ``ctcnet/colab_install.py`` installs only what the runtime lacks, never
+  touching its torch, numpy or OpenCV (``tools/check_colab_install.sh`` proves it in CI);
 * has no markdown cell with an "Audience & objectives" section;
 * declares a kernel other than ``python3`` (the build runs the ``python3`` kernel);
 * (notebooks under book/ only) is not listed in ``_toc.yml`` -- such a notebook
@@ -32,13 +33,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Canonical first code cell of every chapter; ``{repo_url}`` is ``repository.url``
 #: from ``_config.yml`` (the single source of truth for the repository URL).
 CANONICAL_FIRST_CELL = '''\
-# Colab only: install the ctcnet package from GitHub (no-op elsewhere).
+# Colab only (a no-op elsewhere): install ctcnet, then only what this runtime lacks. The
+# runtime's torch, numpy and OpenCV are never upgraded, downgraded or reinstalled.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "ctcnet[analysis] @ git+{repo_url}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    from importlib.metadata import distribution
+
+    PACKAGE = "ctcnet @ git+{repo_url}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", PACKAGE], check=True)
+    installer = distribution("ctcnet").locate_file("ctcnet/colab_install.py")
+    subprocess.run([sys.executable, installer, "analysis"], check=True)
 '''
 
 AUDIENCE_RE = re.compile(r"audience\s*(?:&|&amp;|and)\s*objectives", re.IGNORECASE)
@@ -152,6 +158,10 @@ def check_notebook(path: Path, repo_url: str, toc: set[str] | None = None,
                 + ", ".join(missing)
                 + "); see `python tools/check_notebooks.py --print-first-cell`"
             )
+        elif first.strip() != canonical_first_cell(root).strip():
+            problems.append(
+                "first code cell differs from the canonical Colab install cell (copy it from "
+                "`python tools/check_notebooks.py --print-first-cell`)")
 
     if not any(c.get("cell_type") == "markdown" and AUDIENCE_RE.search(_source(c))
                for c in cells):
