@@ -213,6 +213,29 @@ def constraints(have: dict) -> str:
     return "".join(f"{n}=={v}\n" for n, v in sorted(have.items()) if _VERSION.match(v))
 
 
+_CONFLICTS = "ERROR: pip's dependency resolver does not currently take into account"
+_CONFLICT = re.compile(r"^(?P<dist>\S+) \S+ requires (?P<req>[A-Za-z0-9._-]+)")
+
+
+def quiet_pip_check(stderr: str, p: Plan) -> str:
+    """pip's closing check flags ctcnet's own requirements that this file leaves unmet on
+    purpose (an OpenCV distribution other than the one named, a torch outside the range, both
+    already said): drop those lines, keep every other line pip printed."""
+    known = {r.name for r, _, _ in p.outside} | set(OPENCV)
+    lines, out = stderr.splitlines(keepends=True), []
+    for i, line in enumerate(lines):
+        m = _CONFLICT.match(line)
+        if m and canonical(m.group("dist")) == DIST and canonical(m.group("req")) in known:
+            continue
+        if line.startswith(_CONFLICTS):  # the header: kept only if a conflict line follows
+            rest = [ln for ln in lines[i + 1:] if _CONFLICT.match(ln)]
+            if all(canonical(_CONFLICT.match(ln).group("dist")) == DIST
+                   and canonical(_CONFLICT.match(ln).group("req")) in known for ln in rest):
+                continue
+        out.append(line)
+    return "".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("extras", nargs="*", help="extras of ctcnet to install too (e.g. analysis)")
@@ -239,7 +262,9 @@ def main(argv=None) -> int:
         with open(pins, "w", encoding="utf-8") as f:
             f.write(constraints(p.present))
         cmd = [sys.executable, "-m", "pip", "install", "-q", "--constraint", pins, *todo]
-        proc = subprocess.run(cmd)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(quiet_pip_check(proc.stderr, p))
     if proc.returncode != 0:
         print(f"ctcnet install: pip could not install {' '.join(todo)} without changing a "
               "package this runtime already has (see pip's message above)", file=sys.stderr)

@@ -35,10 +35,10 @@ def pyproject_requires() -> list[str]:
 
 
 REQUIRES = pyproject_requires()
-COLAB = {  # what a Colab runtime has (names as pip lists them), torch older than ours
-    "torch": "2.3.1+cu121", "numpy": "2.0.2", "opencv-python": "4.10.0.84", "Pillow": "11.1.0",
+COLAB = {  # what a Colab runtime has (names as pip lists them)
+    "torch": "2.6.0+cu124", "numpy": "2.0.2", "opencv-python": "4.10.0.84", "Pillow": "11.1.0",
     "tqdm": "4.67.1", "matplotlib": "3.10.0", "pandas": "2.2.2", "packaging": "24.2",
-    "torchvision": "0.18.1+cu121",
+    "torchvision": "0.21.0+cu124",
 }
 
 
@@ -149,3 +149,22 @@ def test_script_on_a_missing_distribution_is_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "ctcnet install:" in proc.stderr
+
+
+PIP_STDERR = """\
+ERROR: pip's dependency resolver does not currently take into account all the packages that are \
+installed. This behaviour is the source of the following dependency conflicts.
+ctcnet 0.1.0 requires opencv-python-headless<5,>=4.8, which is not installed.
+ctcnet 0.1.0 requires torch>=2.13, but you have torch 2.3.1 which is incompatible.
+"""
+
+
+def test_pip_check_lines_about_what_is_left_on_purpose_are_dropped():
+    have = COLAB | {"torch": "2.3.1"}
+    old_torch = ci.plan(have=have, requires=[*REQUIRES, "torch>=2.13"])
+    assert ci.quiet_pip_check(PIP_STDERR, old_torch) == ""
+    fine = ci.plan(have=COLAB, requires=["torch>=2.3", "opencv-python-headless>=4.8"])
+    kept = ci.quiet_pip_check(PIP_STDERR, fine)  # torch is in range here: that line stays
+    assert kept.startswith("ERROR: pip's") and "torch>=2.13" in kept and "opencv" not in kept
+    other = "captum 0.9.0 requires numpy<2, but you have numpy 2.0.2 which is incompatible.\n"
+    assert ci.quiet_pip_check(PIP_STDERR.splitlines(True)[0] + other, fine).endswith(other)

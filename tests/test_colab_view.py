@@ -274,7 +274,7 @@ def test_browser_flags_untypeset_maths_and_raw_markup(tmp_path):
         "\n\n<details><summary>S</summary>\n\n**bold**\n\n</details>")])
     bad = write_nb(tmp_path / "bad.ipynb", [md_cell(
         "# Bad\n\nBroken $\\frac{1}$ maths.\n\n<details><summary>S</summary>\n**raw** here"
-        "\n</details>\n\n:::{note}\nx\n:::")])
+        "\n</details>\n\n:::{note}\nx\n:::\n\nAs {cite:p}`gao2023ctcnet` says.")])
     out = ROOT / "_build" / "colab_view_test"
     pages = cv.write_views([good, bad], out, ROOT / "_build" / "web_assets")
     _, problems = cv.browser_check(pages, ROOT / "_build")
@@ -283,3 +283,4 @@ def test_browser_flags_untypeset_maths_and_raw_markup(tmp_path):
     assert good_problems == []
     assert "MathJax error" in bad_problems
     assert "unrendered **emphasis**" in bad_problems and "colon fence" in bad_problems
+    assert "MyST role or directive name" in bad_problems

@@ -41,6 +41,7 @@ import argparse
 import html
 import json
 import math
+import os
 import re
 import sys
 from collections import Counter
@@ -299,11 +300,8 @@ class Report:
         return not self.findings and not self.error
 
     def counts(self) -> Counter:
-        return Counter(_kind_group(f.kind) for f in self.myst)
-
-
-def _kind_group(kind: str) -> str:
-    return kind  # "role {cite:p}", "directive fence", ... kept as they are
+        """MyST constructs by kind ("role {cite:p}", "directive fence", ...)."""
+        return Counter(f.kind for f in self.myst)
 
 
 def load_notebook(path: Path) -> dict:
@@ -398,8 +396,6 @@ def render_notebook(nb: dict, title: str, mathjax_src: str | None, md=None) -> s
 
 def write_views(notebooks: list[Path], out: Path, web_assets: Path = WEB_ASSETS) -> list[Path]:
     """Write ``out/<name>.html`` for each notebook; MathJax from ``web_assets`` (relative)."""
-    import os
-
     out.mkdir(parents=True, exist_ok=True)
     mj = web_assets / MATHJAX_REL
     mathjax_src = Path(os.path.relpath(mj, out)).as_posix() if mj.is_file() else None
@@ -539,7 +535,9 @@ while ((node = walker.nextNode())) {
 }
 const text = chunks.join('');
 const rules = [
-  [/\{[A-Za-z][\w.+-]*(?::[\w.+-]+)*\}/, 'MyST role or directive name'],
+  [new RegExp('\\{(?:[a-z]+:[a-z][\\w:-]*|cite|doc|ref|numref|eq|math|glue|note|tip|warning|'
+              + 'admonition|figure|dropdown|bibliography|code-cell|toctree)\\}'),
+   'MyST role or directive name'],
   [/(^|\n)\s*:::/, 'colon fence'],
   [/(^|\n)\s*:[\w-]+:\s/, 'directive option line'],
   [/\$\$|\$[^$\s][^$\n]*\$/, 'maths left as $…$ (not typeset)'],
@@ -669,8 +667,7 @@ def main(argv=None) -> int:
                 failed.append(f"browser: no MathJax in {args.web_assets} "
                               "(python tools/web_assets.py fetch)")
             else:
-                root = Path(__import__("os").path.commonpath(
-                    [out.resolve(), args.web_assets.resolve()]))
+                root = Path(os.path.commonpath([out.resolve(), args.web_assets.resolve()]))
                 lenient = frozenset(Path(p).stem for p in pending)
                 n, probs = browser_check(pages, root, lenient=lenient)
                 failed += probs
