@@ -42,7 +42,7 @@ DIST = "ctcnet"
 OPENCV = frozenset({"opencv-python", "opencv-contrib-python", "opencv-python-headless",
                     "opencv-contrib-python-headless"})
 #: Why a package has its floor, for the warning line (the others get a generic one).
-WHY = {"torch": "for torch.amp.GradScaler"}
+WHY = {"torch": "for torch.is_autocast_enabled(device_type) and torch.compile on Python 3.12"}
 
 _REQ = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?"
                   r"\s*\(?(?P<specs>[^;()]*)\)?\s*(?:;(?P<marker>.*))?$")
