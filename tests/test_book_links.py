@@ -123,3 +123,24 @@ def test_tiny_book_build_rewrites_links_and_fails_on_broken_ones(tmp_path):
     assert proc.returncode != 0
     assert "missing anchor #no-such-section of two.html" in out
     assert "missing anchor #cite-nobody of bibliography.html" in out
+
+
+def test_check_repo_url_wants_the_pages_address_of_the_repository(tmp_path):
+    check_repo_url = _load("check_repo_url")
+    assert check_repo_url.pages_url("https://github.com/Ctcnet-Book/ctcnet-book") == \
+        "https://ctcnet-book.github.io/ctcnet-book/"
+    (tmp_path / "book").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project.urls]\nHomepage = "https://github.com/o/r"\n')
+    config = 'repository:\n  url: https://github.com/o/r\nhtml:\n  baseurl: "{}"\n'
+    (tmp_path / "_config.yml").write_text(config.format("https://o.github.io/r/"))
+    (tmp_path / "book" / "x.md").write_text("[ok](https://o.github.io/r/book/a.html#s)\n")
+    assert check_repo_url.check(tmp_path) == []
+    (tmp_path / "book" / "y.md").write_text("[bad](https://o.github.io/other/book/a.html)\n")
+    (problem,) = check_repo_url.check(tmp_path)
+    assert "not under html.baseurl" in problem
+    (tmp_path / "book" / "y.md").unlink()
+    (tmp_path / "_config.yml").write_text(config.format("https://example.org/book/"))
+    problems = check_repo_url.check(tmp_path)  # the address, and the link no longer under it
+    assert len(problems) == 2
+    assert "html.baseurl is 'https://example.org/book/'" in problems[0]
