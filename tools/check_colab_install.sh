@@ -102,7 +102,7 @@ if others:
     sys.exit(f"ERROR: a second OpenCV distribution was installed: {others}")
 EOF
 
-if grep -q "WARNING" "$work/cell1.log"; then
+if grep -q "^WARNING: this runtime has" "$work/cell1.log"; then
   echo "ERROR: the cell warned about this runtime (torch==$TORCH_VERSION is the declared floor)" >&2
   exit 1
 fi
