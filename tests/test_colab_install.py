@@ -168,3 +168,39 @@ def test_pip_check_lines_about_what_is_left_on_purpose_are_dropped():
     assert kept.startswith("ERROR: pip's") and "torch>=2.13" in kept and "opencv" not in kept
     other = "captum 0.9.0 requires numpy<2, but you have numpy 2.0.2 which is incompatible.\n"
     assert ci.quiet_pip_check(PIP_STDERR.splitlines(True)[0] + other, fine).endswith(other)
+
+
+# ----------------------------------------------- tools/check_notebooks.py: the cell, the outline
+def _check_notebooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_notebooks",
+                                                  ROOT / "tools" / "check_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _nb(tmp_path, first_cell: str, intro: str) -> Path:
+    import json
+
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": intro},
+             {"cell_type": "code", "metadata": {}, "source": first_cell, "outputs": [],
+              "execution_count": None}]
+    path = tmp_path / "chapter.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}))
+    return path
+
+
+def test_check_notebooks_wants_the_canonical_cell_exactly_and_accepts_the_objectives_quote(
+        tmp_path, capsys):
+    cn = _check_notebooks()
+    cell = cn.canonical_first_cell(ROOT)
+    intro = "# 3. Chapter\n\n> **Objectives.** After this chapter you can ...\n"
+    assert cn.main([str(_nb(tmp_path, cell, intro))]) == 0
+    old_cell = cell.replace('"--no-deps", ', "")  # the old cell: pip resolves everything
+    assert cn.main([str(_nb(tmp_path, old_cell, intro))]) == 1
+    assert "differs from the canonical Colab install cell" in capsys.readouterr().err
+    assert cn.main([str(_nb(tmp_path, cell, "# 3. Chapter\n\nNo objectives."))]) == 1
+    assert "Objectives" in capsys.readouterr().err

@@ -9,7 +9,8 @@ Run by ``make test``.  A notebook fails the check if it
   ``python tools/check_notebooks.py --print-first-cell``): on Colab it installs ctcnet with
   ``--no-deps``, then ``ctcnet/colab_install.py`` installs only what the runtime lacks, never
   touching its torch, numpy or OpenCV (``tools/check_colab_install.sh`` proves it in CI);
-* has no markdown cell with an "Audience & objectives" section;
+* has no markdown cell with an "Audience & objectives" section or a ``> **Objectives.**``
+  blockquote (docs/AUTHORING.md);
 * declares a kernel other than ``python3`` (the build runs the ``python3`` kernel);
 * (notebooks under book/ only) is not listed in ``_toc.yml`` -- such a notebook
   would silently never be built nor executed.
@@ -47,7 +48,9 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, installer, "analysis"], check=True)
 '''
 
-AUDIENCE_RE = re.compile(r"audience\s*(?:&|&amp;|and)\s*objectives", re.IGNORECASE)
+# "Audience & objectives" (a heading), or the blockquote of docs/AUTHORING.md: "> **Objectives.**"
+AUDIENCE_RE = re.compile(r"audience\s*(?:&|&amp;|and)\s*objectives|^>\s*\*\*(?:audience|objectives)\b",
+                         re.IGNORECASE | re.MULTILINE)
 PIP_INSTALL_RE = re.compile(r"pip\W{1,8}install")
 EXPECTED_KERNEL = "python3"
 
@@ -165,7 +168,8 @@ def check_notebook(path: Path, repo_url: str, toc: set[str] | None = None,
 
     if not any(c.get("cell_type") == "markdown" and AUDIENCE_RE.search(_source(c))
                for c in cells):
-        problems.append('has no markdown cell with an "Audience & objectives" section')
+        problems.append('has no markdown cell with an "Audience & objectives" section (or the '
+                        '"> **Objectives.** …" blockquote of docs/AUTHORING.md)')
 
     kernel = (nb.get("metadata", {}).get("kernelspec") or {}).get("name")
     if kernel not in (None, EXPECTED_KERNEL):
