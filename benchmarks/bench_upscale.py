@@ -1,0 +1,228 @@
+"""Does ``ctcnet upscale --scale S`` make faces better? Measured on faces with ground truth.
+
+The photos are the source photos of the offline face set's **test** faces (21 faces in 17
+photos; the model never saw them: faces of the training split are left out, so are their photos'
+other faces from the score), fetched from the registries as ``ctcnet data offline-faces`` does.
+For each test face and each face-size bin (its MTCNN box width, bin centres 10, 14, 18, 22, 28
+and 40 px), a square of 6 face widths around the face is cut from the original photo and resized
+(PIL Lanczos) so that the face is ``S x`` the bin centre wide: this is the ground truth. Shrinking
+it ``S`` times with PIL bicubic (the degradation the model was trained on) gives the small photo,
+in which the face has the bin's size. A face is used only where the original is large enough
+(ground truth is never enlarged), so the larger bins hold fewer faces at ``S = 8``; ``S = 4``
+covers them with more faces.
+
+``ctcnet upscale --scale S`` enlarges every small photo back; the score is PSNR on Y (BT.601,
+float) inside the face's box, against the ground truth, for the output and for the plain
+enlargement (PIL bicubic, the command's background), and the gain is their difference, with a
+paired bootstrap CI per bin (``ctcnet.metrics.paired_bootstrap_ci``). Two runs: with the shipped
+rule (faces whose crop covers at most ``ctcnet.upscale.MAX_CROP_SIDE`` input pixels) and with
+every face super-resolved (``--max-crop 100000``), which is how the rule was chosen. A face the
+detector misses stays the plain enlargement (gain 0); the detection recall per bin is reported
+too, with the former search (``min_size`` 20, no enlarged copy) beside it::
+
+    python benchmarks/bench_upscale.py prepare --out /tmp/upbench
+    for s in 8 4; do
+      python -m ctcnet upscale /tmp/upbench/x$s/lr -o /tmp/upbench/x$s/rule --scale $s
+      python -m ctcnet upscale /tmp/upbench/x$s/lr -o /tmp/upbench/x$s/all --scale $s --max-crop 100000
+    done
+    python benchmarks/bench_upscale.py report --data /tmp/upbench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BINS = {10: "8-12", 14: "12-16", 18: "16-20", 22: "20-24", 28: "24-32", 40: "32-48"}
+SCALES = (8, 4)
+CONTEXT = 6  # the photo cut around a face is this many face widths wide
+IOU_MATCH = 0.3
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def _square_iou(face_box, crop_box) -> float:
+    """IoU of the 1.6x square around an (x, y, w, h) detection with a manifest crop box."""
+    x, y, w, h = face_box
+    side = max(w, h) * 1.6
+    left, top, crop = crop_box
+    return _iou((x + w / 2 - side / 2, y + h / 2 - side / 2, side, side), (left, top, crop, crop))
+
+
+def test_photos():
+    """``{(source, member): [test faces of the manifest]}`` and a reader of the originals."""
+    from ctcnet.data.fetch import ArchiveReader
+    from ctcnet.data.imageio import decode_image
+    from ctcnet.data.offline_faces import (
+        _ensure_archive,
+        default_root,
+        fetch_archive,
+        load_manifest,
+    )
+
+    manifest = load_manifest()
+    sources = {s["id"]: s for s in manifest["sources"]}
+    archives = default_root() / "archives"
+    photos: dict[tuple[str, str], list] = {}
+    for face in manifest["faces"]:
+        if face["split"] == "test":
+            photos.setdefault((face["source"], face["member"]), []).append(face)
+
+    def read(source: str, member: str) -> Image.Image:
+        reader = ArchiveReader(_ensure_archive(sources[source], archives, fetch_archive, True))
+        try:
+            return decode_image(reader.read(member), member)
+        finally:
+            reader.close()
+
+    return photos, read
+
+
+def prepare(out: Path) -> None:
+    from ctcnet.faces import detect_faces
+
+    photos, read = test_photos()
+    truth = {}
+    for (source, member), faces in sorted(photos.items()):
+        img = read(source, member)
+        found = detect_faces(img, "mtcnn")
+        for face in faces:
+            best = max(found, key=lambda d: _square_iou(d.box, face["box"]), default=None)
+            if best is None or _square_iou(best.box, face["box"]) < IOU_MATCH:
+                print(f"{face['id']}: not found on the original, left out")
+                continue
+            x, y, w, h = best.box
+            cx, cy = x + w / 2, y + h / 2
+            half = CONTEXT * w / 2
+            left, top = max(0, round(cx - half)), max(0, round(cy - half))
+            right, bottom = min(img.width, round(cx + half)), min(img.height, round(cy + half))
+            region = img.crop((left, top, right, bottom))
+            for scale in SCALES:
+                for centre, label in BINS.items():
+                    g = scale * centre / w
+                    if g > 1:
+                        continue  # the original is too small to be ground truth at this size
+                    width = int(region.width * g) // scale * scale
+                    height = int(region.height * g) // scale * scale
+                    gt = region.resize((round(region.width * g), round(region.height * g)),
+                                       Image.LANCZOS).crop((0, 0, width, height))
+                    small = gt.resize((width // scale, height // scale), Image.BICUBIC)
+                    name = f"{face['id']}_{centre}.png"
+                    for kind, image in (("gt", gt), ("lr", small)):
+                        (out / f"x{scale}" / kind).mkdir(parents=True, exist_ok=True)
+                        image.save(out / f"x{scale}" / kind / name)
+                    box = [(x - left) * g, (y - top) * g, w * g, h * g]
+                    truth.setdefault(f"x{scale}", {})[name] = {
+                        "face": face["id"], "bin": label, "centre": centre, "box": box,
+                    }
+            print(f"{face['id']}: face {w:.0f} px in {member}", flush=True)
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+
+
+def _psnr_y(a: np.ndarray, b: np.ndarray) -> float:
+    from ctcnet.metrics import rgb_to_y
+
+    ya, yb = rgb_to_y(a, "basicsr").astype(np.float64), rgb_to_y(b, "basicsr").astype(np.float64)
+    return float(10 * np.log10(255.0**2 / max(np.mean((ya - yb) ** 2), 1e-10)))
+
+
+def _rows(data: Path, scale: int, run: str) -> list[dict]:
+    truth = json.loads((data / "truth.json").read_text())[f"x{scale}"]
+    rows = []
+    for name, t in truth.items():
+        stem = name.removesuffix(".png")
+        target = data / f"x{scale}" / run / f"{stem}.json"
+        if not target.is_file():
+            continue  # not run at this scale (e.g. only the large bins at x4)
+        record = json.loads(target.read_text())
+        gt = np.asarray(Image.open(data / f"x{scale}" / "gt" / name).convert("RGB"))
+        small = Image.open(data / f"x{scale}" / "lr" / name).convert("RGB")
+        plain = np.asarray(small.resize((gt.shape[1], gt.shape[0]), Image.BICUBIC))
+        out = np.asarray(Image.open(data / f"x{scale}" / run / record["image"]).convert("RGB"))
+        x, y, w, h = t["box"]
+        x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
+        x1, y1 = min(gt.shape[1], int(np.ceil(x + w))), min(gt.shape[0], int(np.ceil(y + h)))
+        inside = (slice(y0, y1), slice(x0, x1))
+        match = max(record["faces"], key=lambda f: _iou(f["output_box"], t["box"]), default=None)
+        found = match is not None and _iou(match["output_box"], t["box"]) >= IOU_MATCH
+        rows.append({
+            "name": name, "face": t["face"], "bin": t["bin"], "centre": t["centre"],
+            "found": found, "sr": bool(found and match["super_resolved"]),
+            "crop_side": match["crop_side"] if found else None,
+            "plain": _psnr_y(plain[inside], gt[inside]), "out": _psnr_y(out[inside], gt[inside]),
+        })
+    return rows
+
+
+def _recall_before(data: Path, scale: int) -> dict[str, int]:
+    """Faces found by the former search (MTCNN, min_size 20, no enlarged copy), per bin."""
+    from ctcnet.faces import detect_faces
+
+    truth = json.loads((data / "truth.json").read_text())[f"x{scale}"]
+    found: dict[str, int] = {}
+    for name, t in truth.items():
+        small = np.asarray(Image.open(data / f"x{scale}" / "lr" / name).convert("RGB"))
+        box = [v / scale for v in t["box"]]
+        hit = any(_iou(f.box, box) >= IOU_MATCH for f in detect_faces(small, "mtcnn", 20))
+        found[t["bin"]] = found.get(t["bin"], 0) + hit
+    return found
+
+
+def report(data: Path) -> None:
+    from ctcnet.metrics import paired_bootstrap_ci
+
+    for scale in SCALES:
+        before = _recall_before(data, scale)
+        for run, title in (("rule", "shipped rule"), ("all", "every face super-resolved")):
+            if not (data / f"x{scale}" / run).is_dir():
+                continue
+            rows = _rows(data, scale, run)
+            print(f"\n--scale {scale}, {title}\n")
+            print("| face size (px) | faces | found (before: min 20 px) | super-resolved | crop "
+                  "side (px) | plain PSNR-Y | gain (dB) [95% CI] | worst face | faces < -0.05 dB |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for label in BINS.values():
+                r = [x for x in rows if x["bin"] == label]
+                if not r:
+                    continue
+                gain = np.array([x["out"] - x["plain"] for x in r])
+                crops = [x["crop_side"] for x in r if x["crop_side"] is not None]
+                crop = f"{np.median(crops):.0f}" if crops else "-"
+                if len(r) >= 2:
+                    ci = paired_bootstrap_ci([x["out"] for x in r], [x["plain"] for x in r])
+                    gain_text = f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]"
+                else:
+                    gain_text = f"{gain.mean():+.2f}"
+                print(
+                    f"| {label} | {len(r)} | {sum(x['found'] for x in r)} ({before.get(label, 0)})"
+                    f" | {sum(x['sr'] for x in r)} | {crop} "
+                    f"| {np.mean([x['plain'] for x in r]):.2f} | {gain_text} | {gain.min():+.2f} "
+                    f"| {int((gain < -0.05).sum())} |"
+                )
+            (data / f"rows_x{scale}_{run}.json").write_text(json.dumps(rows, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["prepare", "report"])
+    parser.add_argument("--out", "--data", dest="data", type=Path, default=Path("/tmp/upbench"))
+    args = parser.parse_args()
+    if args.step == "prepare":
+        prepare(args.data)
+    else:
+        report(args.data)
+
+
+if __name__ == "__main__":
+    main()
