@@ -14,17 +14,18 @@ covers them with more faces.
 ``ctcnet upscale --scale S`` enlarges every small photo back; the score is PSNR on Y (BT.601,
 float) inside the face's box, against the ground truth, for the output and for the plain
 enlargement (PIL bicubic, the command's background), and the gain is their difference, with a
-paired bootstrap CI per bin (``ctcnet.metrics.paired_bootstrap_ci``). Two runs: with the shipped
-rule (faces whose crop covers at most ``ctcnet.upscale.MAX_CROP_SIDE`` input pixels) and with
-every face super-resolved (``--max-crop 100000``), which is how the rule was chosen. A face the
-detector misses stays the plain enlargement (gain 0); the detection recall per bin is reported
-too, with the former search (``min_size`` 20, no enlarged copy) beside it::
+paired bootstrap CI per bin (``ctcnet.metrics.paired_bootstrap_ci``). A face the detector
+misses stays the plain enlargement (gain 0); the detection recall per bin is reported with the
+former search (``min_size`` 20, no enlarged copy) beside it. ``jpeg`` repeats the x8 run on the
+small photos saved as JPEG quality 75, a degradation the model was not trained on. At x4 only
+the two largest bins are run (the large windows are slow on a CPU)::
 
     python benchmarks/bench_upscale.py prepare --out /tmp/upbench
-    for s in 8 4; do
-      python -m ctcnet upscale /tmp/upbench/x$s/lr -o /tmp/upbench/x$s/rule --scale $s
-      python -m ctcnet upscale /tmp/upbench/x$s/lr -o /tmp/upbench/x$s/all --scale $s --max-crop 100000
-    done
+    python -m ctcnet upscale /tmp/upbench/x8/lr -o /tmp/upbench/x8/rule --scale 8
+    python benchmarks/bench_upscale.py jpeg --data /tmp/upbench
+    python -m ctcnet upscale /tmp/upbench/x8/lr_jpeg -o /tmp/upbench/x8/jpeg --scale 8
+    mkdir /tmp/upbench/x4/lr_big && cp /tmp/upbench/x4/lr/*_{28,40}.png /tmp/upbench/x4/lr_big/
+    python -m ctcnet upscale /tmp/upbench/x4/lr_big -o /tmp/upbench/x4/rule --scale 4
     python benchmarks/bench_upscale.py report --data /tmp/upbench
 """
 
@@ -60,7 +61,7 @@ def _square_iou(face_box, crop_box) -> float:
     return _iou((x + w / 2 - side / 2, y + h / 2 - side / 2, side, side), (left, top, crop, crop))
 
 
-def test_photos():
+def held_out_photos():
     """``{(source, member): [test faces of the manifest]}`` and a reader of the originals."""
     from ctcnet.data.fetch import ArchiveReader
     from ctcnet.data.imageio import decode_image
@@ -92,7 +93,7 @@ def test_photos():
 def prepare(out: Path) -> None:
     from ctcnet.faces import detect_faces
 
-    photos, read = test_photos()
+    photos, read = held_out_photos()
     truth = {}
     for (source, member), faces in sorted(photos.items()):
         img = read(source, member)
@@ -137,6 +138,20 @@ def _psnr_y(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(np.mean((ya - yb) ** 2), 1e-10)))
 
 
+#: The runs: output folder, small photos read by the command, title. "jpeg" repeats x8 on the
+#: small photos saved as JPEG quality 75 (a degradation the model was not trained on).
+RUNS = {"rule": ("lr", "shipped rule"), "jpeg": ("lr_jpeg", "small photos saved as JPEG q75")}
+
+
+def prepare_jpeg(data: Path, scale: int = 8, quality: int = 75) -> None:
+    """The small photos of ``x<scale>`` saved as JPEG (``lr_jpeg``), for the ``jpeg`` run."""
+    (data / f"x{scale}" / "lr_jpeg").mkdir(exist_ok=True)
+    for path in sorted((data / f"x{scale}" / "lr").glob("*.png")):
+        Image.open(path).convert("RGB").save(
+            data / f"x{scale}" / "lr_jpeg" / f"{path.stem}.jpg", quality=quality
+        )
+
+
 def _rows(data: Path, scale: int, run: str) -> list[dict]:
     truth = json.loads((data / "truth.json").read_text())[f"x{scale}"]
     rows = []
@@ -147,7 +162,8 @@ def _rows(data: Path, scale: int, run: str) -> list[dict]:
             continue  # not run at this scale (e.g. only the large bins at x4)
         record = json.loads(target.read_text())
         gt = np.asarray(Image.open(data / f"x{scale}" / "gt" / name).convert("RGB"))
-        small = Image.open(data / f"x{scale}" / "lr" / name).convert("RGB")
+        folder = data / f"x{scale}" / RUNS[run][0]
+        small = Image.open(next(folder.glob(f"{stem}.*"))).convert("RGB")
         plain = np.asarray(small.resize((gt.shape[1], gt.shape[0]), Image.BICUBIC))
         out = np.asarray(Image.open(data / f"x{scale}" / run / record["image"]).convert("RGB"))
         x, y, w, h = t["box"]
@@ -174,6 +190,8 @@ def _recall_before(data: Path, scale: int) -> dict[str, int]:
     truth = json.loads((data / "truth.json").read_text())[f"x{scale}"]
     found: dict[str, int] = {}
     for name, t in truth.items():
+        if not (data / f"x{scale}" / "rule" / name.replace(".png", ".json")).is_file():
+            continue  # scored only where the command ran
         small = np.asarray(Image.open(data / f"x{scale}" / "lr" / name).convert("RGB"))
         box = [v / scale for v in t["box"]]
         hit = any(_iou(f.box, box) >= IOU_MATCH for f in detect_faces(small, "mtcnn", 20))
@@ -186,7 +204,7 @@ def report(data: Path) -> None:
 
     for scale in SCALES:
         before = _recall_before(data, scale)
-        for run, title in (("rule", "shipped rule"), ("all", "every face super-resolved")):
+        for run, (_, title) in RUNS.items():
             if not (data / f"x{scale}" / run).is_dir():
                 continue
             rows = _rows(data, scale, run)
@@ -217,11 +235,13 @@ def report(data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["prepare", "report"])
+    parser.add_argument("step", choices=["prepare", "jpeg", "report"])
     parser.add_argument("--out", "--data", dest="data", type=Path, default=Path("/tmp/upbench"))
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.data)
+    elif args.step == "jpeg":
+        prepare_jpeg(args.data)
     else:
         report(args.data)
 

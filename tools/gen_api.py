@@ -53,6 +53,7 @@ SECTIONS = [
       "strip_for_release", "default_weights_path", "CheckpointError"]),
     ("ctcnet.evaluate", "Evaluation", None),
     ("ctcnet.faces", "Face detection and alignment", None),
+    ("ctcnet.face_regions", "Face regions from five landmarks", None),
     ("ctcnet.upscale", "Upscaling photos", None),
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
     ("ctcnet.course.plotting", "Analysis figures", None),
