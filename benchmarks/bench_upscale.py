@@ -27,6 +27,7 @@ the two largest bins are run (the large windows are slow on a CPU)::
     mkdir /tmp/upbench/x4/lr_big && cp /tmp/upbench/x4/lr/*_{28,40}.png /tmp/upbench/x4/lr_big/
     python -m ctcnet upscale /tmp/upbench/x4/lr_big -o /tmp/upbench/x4/rule --scale 4
     python benchmarks/bench_upscale.py report --data /tmp/upbench
+    python benchmarks/bench_upscale.py padding --data /tmp/upbench   # windows of tiny photos
 """
 
 from __future__ import annotations
@@ -233,15 +234,59 @@ def report(data: Path) -> None:
             (data / f"rows_x{scale}_{run}.json").write_text(json.dumps(rows, indent=1))
 
 
+def padding(data: Path, scale: int = 8) -> None:
+    """How the model's window is completed for the small photos under 16 px (the window leaves
+    the photo on every side): numpy's "reflect", "edge", "symmetric" (shipped), or the photo
+    resized to 16x16 and the output resized back. Gain in the face box, per photo."""
+    from ctcnet import upscale
+    from ctcnet.checkpoint import load_model
+
+    model = load_model(None)
+    truth = json.loads((data / "truth.json").read_text())[f"x{scale}"]
+    for name, t in truth.items():
+        small = Image.open(data / f"x{scale}" / "lr" / name).convert("RGB")
+        if max(small.size) >= upscale.LR_SIDE:
+            continue
+        lr = np.asarray(small)
+        h, w = lr.shape[:2]
+        gt = np.asarray(Image.open(data / f"x{scale}" / "gt" / name).convert("RGB"))
+        plain = np.asarray(small.resize((w * scale, h * scale), Image.BICUBIC))
+        x, y, bw, bh = t["box"]
+        inside = (slice(max(0, int(y)), int(np.ceil(y + bh))),
+                  slice(max(0, int(x)), int(np.ceil(x + bw))))
+        gains = {}
+        for mode in ("reflect", "edge", "symmetric", "resize"):
+            out = plain.copy()
+            if mode == "resize":
+                side = max(h, w)
+                square = np.pad(lr, ((0, side - h), (0, side - w), (0, 0)), mode="edge")
+                window = Image.fromarray(square).resize((16, 16), Image.BICUBIC)
+                sr = upscale.super_resolve(model, [window])[1][0]
+                sr = np.asarray(Image.fromarray(sr).resize((side * scale,) * 2, Image.BICUBIC))
+                mask = upscale.feather_mask(side * scale)[: h * scale, : w * scale, None]
+                blend = plain * (1 - mask) + sr[: h * scale, : w * scale] * mask
+                out = np.clip(np.round(blend), 0, 255).astype(np.uint8)
+            else:
+                px, py = (16 - w) // 2, (16 - h) // 2
+                window = np.pad(lr, ((py, 16 - h - py), (px, 16 - w - px), (0, 0)), mode=mode)
+                sr = upscale.super_resolve(model, [Image.fromarray(window)])[1][0]
+                upscale._paste(out, sr, -px, -py, 16, scale)
+            gains[mode] = _psnr_y(out[inside], gt[inside]) - _psnr_y(plain[inside], gt[inside])
+        print(f"{name} {small.size}: " + ", ".join(f"{k} {v:+.2f}" for k, v in gains.items()),
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["prepare", "jpeg", "report"])
+    parser.add_argument("step", choices=["prepare", "jpeg", "report", "padding"])
     parser.add_argument("--out", "--data", dest="data", type=Path, default=Path("/tmp/upbench"))
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.data)
     elif args.step == "jpeg":
         prepare_jpeg(args.data)
+    elif args.step == "padding":
+        padding(args.data)
     else:
         report(args.data)
 

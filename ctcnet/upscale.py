@@ -13,18 +13,22 @@ size. For one photo:
    detection; otherwise :func:`ctcnet.faces.detect_faces` searches faces from ``min_face`` (8) px
    by working on an enlarged copy of the photo;
 4. decide per face (:func:`improvable`): **the model improves a face whose crop covers at most**
-   :data:`MAX_CROP_SIDE` **input pixels** (the crop is the square that the training crops put
-   around a face, about 1.6 times the face; 16 px is the model's own 16x16 input, i.e. faces of
-   about 10 px). This rule is measured: on the test faces of the offline set, shrunk into size
-   bins and enlarged back, the gain over the plain enlargement per face size is in
-   ``benchmarks/RESULTS.md`` ("Upscaling photos"). A larger face is left as the plain
-   enlargement and its JSON record says why; so is every face with ``scale`` 1, where the output
-   has no more pixels than the photo;
+   :data:`MAX_CROP_SIDE` **input pixels** (the crop is the square a training crop puts around a
+   face, about twice its MTCNN box: faces up to about 40 px wide). Measured on the held-out test
+   faces of the offline set, shrunk into size bins and enlarged back x8 (``benchmarks/
+   bench_upscale.py``, table in ``benchmarks/RESULTS.md``, "Upscaling photos"): the gain in PSNR
+   on Y inside the face box over the plain enlargement is +1.4 to +1.6 dB in every bin from 8 to
+   32 px, with every face better; larger faces were not measured, so they are left as the plain
+   enlargement, and so is every face with ``scale`` 1, where the output has no more pixels than
+   the photo. The JSON record of such a face says why;
 5. super-resolve each improvable face from the photo's **own pixels at the training scale**: the
-   16x16 window of input pixels around it, placed by its landmarks where a training crop holds
-   its face (an integer shift, no resampling), bicubic-upsampled to 128x128 as in training. The
-   128x128 output covers ``16 * scale`` output pixels: it is resampled once (bicubic when
-   ``scale`` < 8, not at all at 8) and blended into the enlargement through a feathered edge;
+   square window of input pixels that holds its crop (at least the model's 16x16 input), placed
+   by its landmarks where a training crop holds its face (an integer shift, no resampling;
+   mirrored where it leaves the photo), bicubic-upsampled x8 as in training. The model is fully
+   convolutional, so a window of ``n`` pixels gives an ``8n`` output covering ``n * scale``
+   output pixels: it is resampled once (bicubic when ``scale`` < 8, not at all at 8) and blended
+   into the enlargement through a feathered edge. Feeding the crop shrunk to 16x16 instead (and
+   resizing the output back) loses most of the gain;
 6. write ``NAME_x<scale>.png`` (the enlarged photo; RGBA in gives RGBA out, grey gives grey) and
    ``NAME.json`` (:meth:`UpscaleResult.as_json`: every face's box in input and output pixels,
    whether it was super-resolved and why not). ``save_faces`` also writes ``NAME_face<i>.png``
@@ -96,8 +100,8 @@ MAX_SCALE = 8
 #: the resolution the model outputs, with no resampling (``benchmarks/RESULTS.md``).
 DEFAULT_SCALE = 8
 #: The largest crop side (input pixels) of a face the model improves (measured, see the module
-#: docstring); the crop of a face of w pixels is about 1.6 w.
-MAX_CROP_SIDE = 100.0
+#: docstring); the crop of a face whose MTCNN box is w pixels wide is about 2 w.
+MAX_CROP_SIDE = 80.0
 DEFAULT_MIN_FACE = 8
 DEFAULT_MAX_FACES = 32
 #: The resampler of the plain enlargement (and of the model's training input).

@@ -584,14 +584,26 @@ def test_upscale_cli_twice_into_the_input_folder_skips_its_outputs(
     ]
 
 
-@pytest.mark.parametrize("value", ["0", "9", "x", "2.5"])
-def test_upscale_cli_refuses_a_bad_scale_in_one_line(tmp_path, tiny_ckpt, capsys, value):
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--scale", "0", "must be an integer from 1 to 8"),
+        ("--scale", "9", "must be an integer from 1 to 8"),
+        ("--scale", "x", "must be an integer from 1 to 8"),
+        ("--scale", "2.5", "must be an integer from 1 to 8"),
+        ("--min-face", "0", "must be an integer from 1 to 1000"),
+        ("--max-faces", "-1", "must be an integer from 1 to 100000"),
+        ("--max-crop", "0", "must be a number above 0"),
+        ("--max-crop", "nan", "must be a number above 0"),
+    ],
+)
+def test_upscale_cli_refuses_a_bad_option_in_one_line(tmp_path, capsys, option, value, message):
     Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
     with pytest.raises(SystemExit) as refused:
-        _cli(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "out", "--scale", value)
+        _cli(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "out", option, value)
     err = capsys.readouterr().err.strip().splitlines()
     assert refused.value.code == 2
-    assert err[-1].endswith(f"argument --scale: must be an integer from 1 to 8, got '{value}'")
+    assert err[-1].endswith(f"argument {option}: {message}, got '{value}'")
     assert not (tmp_path / "out").exists()
 
 
