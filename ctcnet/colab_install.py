@@ -132,10 +132,10 @@ def _marker_applies(marker: str, extras: set) -> bool:
     if m:
         return canonical(m.group(1)) in extras
     try:  # any other marker (python_version, sys_platform...): packaging knows them all
-        from packaging.markers import Marker
+        from packaging.markers import Marker  # deferred: only for uncommon markers; may be absent
     except ImportError:  # pip vendors it; without either, take the requirement
         try:
-            from pip._vendor.packaging.markers import Marker
+            from pip._vendor.packaging.markers import Marker  # deferred: pip's copy, the fallback
         except ImportError:
             return True
     envs = [{"extra": e} for e in sorted(extras)] or [{"extra": ""}]

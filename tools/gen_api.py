@@ -58,6 +58,7 @@ SECTIONS = [
     ("ctcnet.evaluate", "Evaluation", None),
     ("ctcnet.strips", "Comparison strips", None),
     ("ctcnet.faces", "Face detection and alignment", None),
+    ("ctcnet.face_regions", "Face regions from five landmarks", None),
     ("ctcnet.upscale", "Upscaling photos", None),
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
     ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
