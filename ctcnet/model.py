@@ -42,6 +42,7 @@ __all__ = [
     "CTCNetConfig",
     "PRESETS",
     "build_model",
+    "reference_init_",
     "ResidualUnit",
     "ChannelAttention",
     "LocalBlock",
@@ -209,6 +210,20 @@ def build_model(preset: str = "official", **overrides) -> CTCNet:
     if unknown:
         raise ValueError(f"unknown config field(s) {sorted(unknown)} for CTCNetConfig")
     return CTCNet(replace(PRESETS[preset], **overrides))
+
+
+def reference_init_(model: nn.Module) -> nn.Module:
+    """The authors' initialisation, in place: conv / transposed conv / linear weights N(0, 0.02)
+    and zero biases; BatchNorm weights N(1, 0.02) and zero biases. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return model
 
 
 def _squeezed(width: int, reduction: int) -> int:
