@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.nn.functional import all_reduce
 
 from .run_folder import TrainingError
 from .runtime import pick_device
@@ -79,6 +78,23 @@ def agree(loss: float, stop: bool, device: torch.device) -> tuple[float, bool]:
     return t[0].item() / dist.get_world_size(), bool(t[1].item())
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over all ranks, differentiable: the gradient of each rank's input is
+    the sum of the gradients that reach the output on every rank."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d that, in training mode under DDP, normalises with the mean and variance of the
     global batch (all ranks together) and updates its running statistics from them; otherwise it
@@ -91,11 +107,11 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         dims = (0, 2, 3)
         x32 = x.float()
         local = torch.cat([x32.sum(dims), x32.new_tensor([x32[:, 0].numel()])])
-        total = all_reduce(local)  # the backward pass all-reduces the gradient in turn
+        total = _SumOverRanks.apply(local)
         n = total[-1]
         mean = total[:-1] / n
         centred = x32 - mean[None, :, None, None]
-        var = all_reduce(centred.square().sum(dims)) / n
+        var = _SumOverRanks.apply(centred.square().sum(dims)) / n
         if self.track_running_stats:
             self._update_running_stats(mean.detach(), var.detach() * n / (n - 1))
         y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]

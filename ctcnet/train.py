@@ -207,12 +207,12 @@ def check_config(cfg: TrainConfig) -> None:
 # The run: model, optimizer, EMA, scaler, built once; saved and resumed as one
 # ---------------------------------------------------------------------------------------------
 class Run:
-    """A training run's state, built once from ``cfg``: ``net`` (the CTCNet itself, which
-    checkpoints, the EMA and validation use), ``forward`` (what the loop calls: ``net``, wrapped
-    for DDP and compiled as asked), ``opt`` (Adam), ``scaler`` (the loss scaler its precision
-    needs), ``ema`` (the averaged copy, or None), and what a checkpoint carries besides: ``step``
-    (completed), ``best_psnr``, ``last_val`` (the last validation scores) and the run's clock.
-    :meth:`save` and :meth:`resume` are its only ways to and from disk."""
+    """A training run's state, built once; :meth:`save` and :meth:`resume` move it to and from disk.
+
+    ``net`` is the CTCNet itself (checkpoints, the EMA and validation use it), ``forward`` what the
+    loop calls (``net``, wrapped for DDP and compiled as asked), ``opt`` Adam, ``scaler`` the loss
+    scaler its precision needs, ``ema`` the averaged copy (or None); ``step`` (completed),
+    ``best_psnr``, ``last_val`` (the last validation scores) and the clock go into checkpoints."""
 
     def __init__(self, cfg: TrainConfig, ranks: Ranks) -> None:
         self.cfg, self.device = cfg, ranks.device
