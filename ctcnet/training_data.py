@@ -41,21 +41,18 @@ def load_data(cfg: TrainConfig) -> tuple[FaceSRDataset, FaceSRDataset | None]:
             "(or set CTCNET_DATA to a built copy)"
         )
     try:
-        files = list_images(root)
+        files, val_source = list_images(root), None if cfg.val == "none" else cfg.val
         if not files:
             raise ValueError(f"no images found in folder {str(root)!r}")
-        val_set = None
-        if cfg.val.startswith("carve:"):
-            names = [p.relative_to(root).as_posix() for p in files]
-            keep, held_out = split_by_identity(_identities(names, offline), int(cfg.val[6:]))
-            val_set = FaceSRDataset([files[i] for i in held_out], hr_size=cfg.hr_size)
-            files = [files[i] for i in keep]
-        elif cfg.val != "none":
-            val_set = FaceSRDataset(cfg.val, hr_size=cfg.hr_size)
-        augment = {"reference": True, "strong": FaceAugment(cfg.hr_size), "none": False}
+        if cfg.val.startswith("carve:"):  # whole identities out of the training set
+            who = _identities([p.relative_to(root).as_posix() for p in files], offline)
+            keep, held_out = split_by_identity(who, int(cfg.val[6:]))
+            files, val_source = [files[i] for i in keep], [files[i] for i in held_out]
+        val_set = FaceSRDataset(val_source, hr_size=cfg.hr_size) if val_source else None
+        augment = FaceAugment(cfg.hr_size) if cfg.augment == "strong" else cfg.augment == "reference"
         train_set = FaceSRDataset(
-            files, hr_size=cfg.hr_size, augment=augment[cfg.augment], seed=cfg.seed,
-            patch_size=cfg.patch_size, cache_size=4096,  # ~200 MB of 128x128 faces at most
+            files, hr_size=cfg.hr_size, augment=augment, seed=cfg.seed, patch_size=cfg.patch_size,
+            cache_size=4096,  # ~200 MB of 128x128 faces at most
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as exc:
         raise TrainingError(str(exc)) from None

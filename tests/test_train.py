@@ -743,6 +743,19 @@ def test_resume_with_more_steps_under_a_constant_rate_continues_exactly(faces, t
     assert_same_run(tmp_path / "straight", tmp_path / "run")
 
 
+def test_resume_accepts_a_run_saved_before_the_config_was_normalised(faces, tmp_path):
+    run = tmp_path / "run"
+    fit(cfg(faces, run, steps=2))
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    saved = ckpt["extra"]["train_config"]  # as version 0.1.0 wrote it: no newer fields, raw values
+    saved.update(val=None, augment=True, overrides={})
+    for newer in ("checkpointing", "compile", "sync_batchnorm"):
+        del saved[newer]
+    torch.save(ckpt, run / "last.pt")
+    resumed = fit(cfg(faces, run, steps=3, resume=True))
+    assert [step for step, _ in resumed["losses"]] == [2]
+
+
 def _stop_at(step: int):
     def callback(done, info):
         if done == step:
