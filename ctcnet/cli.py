@@ -301,14 +301,18 @@ def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
         else:
             meta["type"] = kind
         if default not in (None, {}) and not meta.get("required"):
-            shown = ("on" if default else "off") if kind is bool else " ".join(map(str, default)) \
-                if isinstance(default, tuple) else default
-            text += f" (default: {shown})"
+            text += f" (default: {_shown(default)})"
         action = p.add_argument(flag, dest=f.name, default=default, **meta)
         action.help = text  # set after: Python 3.10's BooleanOptionalAction appends a default
         for extra, value in also.items():
             p.add_argument(extra, dest=f.name, action="store_const", const=value,
                            default=argparse.SUPPRESS, help=f"same as {flag} {value}")  # fmt: skip
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return " ".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
 def config_from_args(config: type, args: argparse.Namespace) -> Any:
@@ -347,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--save-every steps and at the end), OUT/best.pt (best validation PSNR), OUT/log.csv. "
             "Ctrl-C finishes the current step, saves last.pt and stops (a second Ctrl-C stops at "
             "once); an error also saves last.pt at the last completed step. --resume continues "
-            "exactly where it stopped and refuses changed settings. Under torchrun the batch is "
-            "split over the ranks."
+            "exactly where it stopped and refuses changed settings. One training per OUT at a "
+            "time. Under torchrun the batch is split over the ranks, with BatchNorm statistics of "
+            "the whole batch, so that N ranks train as one process would."
         ),
     )
     add_config_flags(p, TrainConfig)
