@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import sys
+import types
+import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +39,7 @@ from .lpips import load_lpips
 from .metrics import PROTOCOLS, parse_metrics
 from .model import PRESETS, CTCNet
 from .runtime import optimize_for_inference, pick_device
+from .train import TrainConfig, fit
 from .upscale import DEFAULT_MIN_FACE, DEFAULT_SCALE, MAX_CROP_SIDE, MAX_SCALE, upscale_photos
 from .weights import (
     TRAIN_HINT,
@@ -83,58 +87,29 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 # Sub-commands
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    # deferred: the training loop's torch.distributed and DataLoader machinery load only here
-    from .train import TrainConfig, check_config, fit
-
-    cfg = TrainConfig(
-        preset=args.preset,
-        overrides=_parse_overrides(args.set),
-        data=args.data,
-        val=args.val,
-        val_limit=args.val_limit,
-        full_size_from_step=args.full_size_from_step,
-        ema_decay=args.ema_decay,
-        workers=args.workers,
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        hr_size=args.hr_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        precision=args.precision,
-        seed=args.seed,
-        augment="none" if args.no_augment else args.augment,
-        reference_init=not args.no_reference_init,
-        eval_every=args.eval_every,
-        save_every=args.save_every,
-        keep_every=args.keep_every,
-        device=args.device,
-        resume=args.resume,
-        progress=False if args.no_progress else None,
-    )
-    check_config(cfg)
-    if args.data != "offline-faces" and not Path(args.data).is_dir():
-        raise UsageError(f"training data folder not found: {args.data}")
-    named_val = args.val is not None and args.val != "none" and not args.val.startswith("carve:")
-    if named_val and not Path(args.val).is_dir():
-        raise UsageError(f"validation folder not found: {args.val}")
-    _check_writable_dir(args.out, "run folder")
-    if not args.resume and (Path(args.out) / "last.pt").exists():
-        raise UsageError(f"{args.out} already holds a run: add --resume or choose another --out")
+    cfg = config_from_args(TrainConfig, args)
+    if cfg.data != "offline-faces" and not Path(cfg.data).is_dir():
+        raise UsageError(f"training data folder not found: {cfg.data}")
+    if cfg.val != "none" and not cfg.val.startswith("carve:") and not Path(cfg.val).is_dir():
+        raise UsageError(f"validation folder not found: {cfg.val}")
+    _check_writable_dir(cfg.out, "run folder")
+    last = Path(cfg.out) / "last.pt"
+    if not cfg.resume and last.exists():
+        raise UsageError(f"{cfg.out} already holds a run: add --resume or choose another --out")
     try:
         result = fit(cfg)
     except KeyboardInterrupt:
-        print(
-            f"interrupted: continue with the same command plus --resume (run {args.out})",
-            file=sys.stderr,
-        )
+        if last.is_file():
+            print(f"interrupted: continue with the same command plus --resume (run {cfg.out})",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"interrupted before the first save: {cfg.out} holds no run to resume",
+                  file=sys.stderr)  # fmt: skip
         return 130
     best = result["best_psnr"]
     tail = f", best val PSNR {best:.2f} dB" if best > float("-inf") else ""
     took = f"{result['seconds']:.0f} s in {result['precision']}"
-    print(f"trained {result['steps']} steps ({took}){tail}: {args.out}")
+    print(f"trained {result['steps']} steps ({took}){tail}: {cfg.out}")
     return 0
 
 
@@ -378,6 +353,62 @@ def _positive_number(text: str) -> float:
     return value
 
 
+class _KeyValues(argparse.Action):
+    """``--set KEY=VALUE`` (repeatable) into one dict."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        setattr(namespace, self.dest, {**getattr(namespace, self.dest), **_parse_overrides([value])})
+
+
+def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
+    """One flag per field of the dataclass ``config``, made from the field: ``--name-with-dashes``
+    (or its ``flag`` metadata), the type of its annotation, its default (shown in ``--help``, never
+    restated here) and its ``help``; other metadata (``choices``, ``metavar``, ``required``) goes
+    to argparse as it is, and ``also`` adds flags that set a fixed value (``--no-augment``)."""
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        meta = dict(f.metadata)
+        if not meta.pop("cli", True):
+            continue
+        flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        also, text = meta.pop("also", {}), meta.pop("help").replace("%", "%%")
+        positive = meta.pop("positive", False)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: X
+            hint = next(t for t in typing.get_args(hint) if t is not type(None))
+        kind = typing.get_origin(hint) or hint
+        if "choices" in meta:
+            meta["type"] = str
+        elif kind is bool:
+            meta["action"] = argparse.BooleanOptionalAction
+        elif kind is dict:
+            meta["action"] = _KeyValues
+        elif kind is tuple:
+            meta.update(nargs=len(typing.get_args(hint)), type=typing.get_args(hint)[0])
+        else:
+            meta["type"] = _positive if positive else kind
+        if default not in (None, {}) and not meta.get("required"):
+            text += f" (default: {_shown(default)})"
+        action = p.add_argument(flag, dest=f.name, default=default, **meta)
+        action.help = text  # set after: Python 3.10's BooleanOptionalAction appends a default
+        for extra, value in also.items():
+            p.add_argument(extra, dest=f.name, action="store_const", const=value,
+                           default=argparse.SUPPRESS, help=f"same as {flag} {value}")  # fmt: skip
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return " ".join(map(str, default)) if isinstance(default, tuple) else str(default)
+
+
+def config_from_args(config: type, args: argparse.Namespace) -> Any:
+    """The ``config`` dataclass built from the flags that :func:`add_config_flags` made."""
+    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)
+                     if hasattr(args, f.name)})  # fmt: skip
+
+
 def _add_precision(p: argparse.ArgumentParser, default: str, note: str) -> None:
     p.add_argument(
         "--precision",
@@ -405,86 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--save-every steps and at the end), OUT/best.pt (best validation PSNR), OUT/log.csv. "
             "Ctrl-C finishes the current step, saves last.pt and stops (a second Ctrl-C stops at "
             "once); an error also saves last.pt at the last completed step. --resume continues "
-            "exactly where it stopped and refuses changed settings. Under torchrun the batch is "
-            "split over the ranks."
+            "exactly where it stopped and refuses changed settings. One training per OUT at a "
+            "time. Under torchrun the batch is split over the ranks, with BatchNorm statistics of "
+            "the whole batch, so that N ranks train as one process would."
         ),
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a CTCNetConfig field, e.g. --set use_fsau=false (repeatable)",
-    )
-    p.add_argument(
-        "--data",
-        default="offline-faces",
-        help="training folder of HR faces, or 'offline-faces' (default)",
-    )
-    p.add_argument(
-        "--val",
-        default=None,
-        help="validation folder, carve:N (N faces of whole training identities, held out of "
-        "training) or none; default for offline-faces: carve:8, otherwise none",
-    )
-    p.add_argument("--val-limit", type=int, default=0, help="validate on at most N images")
-    p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
-    p.add_argument("--steps", type=_positive, default=1000)
-    p.add_argument("--batch-size", type=_positive, default=8)
-    p.add_argument(
-        "--patch-size",
-        type=_positive,
-        default=None,
-        help="train on random PxP crops (multiple of 8; default: whole faces, no crop)",
-    )
-    p.add_argument(
-        "--full-size-from-step",
-        type=int,
-        default=None,
-        metavar="STEP",
-        help="from this step on, train on whole faces instead of patches",
-    )
-    p.add_argument(
-        "--hr-size", type=_positive, default=128, help="side of the HR faces (default 128)"
-    )
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument(
-        "--ema-decay",
-        type=float,
-        default=0.0,
-        help="validate and release an exponential moving average of the weights (e.g. 0.999)",
-    )
-    _add_precision(p, "auto", "")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="data-loading processes (default: one per 4 CPU cores, at most 4)",
-    )
-    p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at end)")
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--keep-every", type=int, default=0,
-                   help="also keep OUT/step_N.pt (a copy of last.pt) every N steps; 0 = never")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument(
-        "--augment",
-        choices=["none", "reference", "strong"],
-        default="reference",
-        help="reference: the authors' flip + random-resized crop (default); strong: flip, small "
-        "rotation and zoom, colour jitter",
-    )
-    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
-    p.add_argument(
-        "--no-reference-init",
-        action="store_true",
-        help="PyTorch default init instead of N(0, 0.02)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_flags(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -100,7 +100,11 @@ EOF
 
 echo ">>> ctcnet upscale"
 "$ctcnet" upscale tiny_face.png -o upscaled
-ls upscaled | grep -q "_sr" || { echo "ERROR: upscale wrote no SR face" >&2; exit 1; }
+"$py" - <<'EOF2'
+from PIL import Image
+size = Image.open("upscaled/tiny_face_x8.png").size
+assert size == (256, 256), f"ERROR: upscale wrote a {size} image, not the 32 px photo enlarged x8"
+EOF2
 
 echo ">>> ctcnet eval"
 "$ctcnet" eval --data faces --out evaluation
