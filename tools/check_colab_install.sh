@@ -18,10 +18,15 @@
 #   * running the cell again installs nothing,
 #   * `ctcnet info` and a forward pass of the shipped model work.
 #
+# The runtime is made with uv (the project's .venv has it: `make venv`), from uv's cache: the
+# CUDA build of torch that PyPI has for Linux (~2.5 GB) is downloaded once per version and
+# hard-linked into every venv that asks for it again (seconds; tools/check_plain_install.sh with
+# the same torch). The cell itself runs pip, as on Colab.
+#
 # Environment: COLAB_PYTHON (default: python3.12 on PATH, else pyenv's 3.12.*; without one the
 # machine's python3 is used, with a notice), TORCH_VERSION (default: the floor), NUMPY_VERSION
-# (default 2.0.2), CTCNET_WHEELHOUSE (a folder where torch's wheels are downloaded once and
-# reused by tools/check_plain_install.sh; default: a temporary folder).
+# (default 2.0.2), UV (default: .venv/bin/uv), UV_CACHE_DIR (default: uv's own cache; .ci/run
+# gives its three install checks one cache of their own).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,8 +40,11 @@ export PIP_CONSTRAINT=/dev/null
 floor=$("$builder" "$repo/tools/torch_floor.py")
 TORCH_VERSION="${TORCH_VERSION:-$floor}"
 NUMPY_VERSION="${NUMPY_VERSION:-2.0.2}"
-wheelhouse="${CTCNET_WHEELHOUSE:-$work/wheels}"
-mkdir -p "$wheelhouse"
+uv="${UV:-$repo/.venv/bin/uv}"
+if ! [[ -x "$uv" ]]; then
+  echo "ERROR: no uv at $uv: \`make venv-dev\` installs it into .venv (or set UV)" >&2
+  exit 1
+fi
 
 py312=""
 for c in "${COLAB_PYTHON:-}" python3.12 /root/.pyenv/versions/3.12.*/bin/python; do
@@ -54,15 +62,13 @@ if [[ -z "$py312" ]]; then
 fi
 echo ">>> Colab-like venv: $("$py312" --version), torch==$TORCH_VERSION (the declared floor is" \
      "$floor), numpy==$NUMPY_VERSION, opencv-python, pillow, tqdm"
-"$py312" -m venv "$work/venv"
+t0=$(date +%s)
+"$uv" venv -q --seed --python "$py312" "$work/venv"  # --seed: pip in it, as on Colab
 py="$work/venv/bin/python"
 pip=("$py" -m pip)
-t0=$(date +%s)
-"${pip[@]}" download -q "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" -d "$wheelhouse"
-"${pip[@]}" install -q --no-compile --no-index --find-links "$wheelhouse" \
-  "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION"
-"${pip[@]}" install -q --no-compile "opencv-python>=4.8,<5" pillow tqdm
-echo "    (runtime installed in $(( $(date +%s) - t0 )) s)"
+"$uv" pip install -q --python "$py" "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" \
+  "opencv-python>=4.8,<5" pillow tqdm
+echo "    (runtime installed in $(( $(date +%s) - t0 )) s with $("$uv" --version))"
 "${pip[@]}" freeze --all | sort > "$work/before.txt"
 
 echo ">>> the install cell, as on Colab, from git+file://localhost$repo (its HEAD commit)"

@@ -10,11 +10,12 @@
 #   * `ctcnet info`, `ctcnet upscale` on a small image, `ctcnet eval` on a tiny folder (both with
 #     the shipped weights, i.e. the package data), and three training steps of `tiny`.
 # torch==$TORCH_VERSION (default: the floor of `torch>=` in pyproject.toml, tools/torch_floor.py)
-# comes first: the CPU build from $TORCH_CPU_INDEX when that index is reachable, else PyPI's
-# build (CUDA libraries included; it runs on the CPU), downloaded once into $CTCNET_WHEELHOUSE
-# when that is set (.ci/run shares it with tools/check_colab_install.sh). $PLAIN_PYTHON is the
-# venv's interpreter (default python3). Needs the project's .venv (made by `make test`) to build
-# the wheel.
+# comes first, installed with uv: the CPU build from $TORCH_CPU_INDEX when that index is
+# reachable, else PyPI's build (CUDA libraries included; it runs on the CPU), which uv downloads
+# once per version into its cache ($UV_CACHE_DIR; .ci/run gives its install checks one) and
+# hard-links into each venv that asks for it again. The wheel is then installed with pip, as a
+# user would. $PLAIN_PYTHON is the venv's interpreter (default python3). Needs the project's
+# .venv (`make venv-dev`: uv, and what builds the wheel).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,12 +24,16 @@ TORCH_VERSION="${TORCH_VERSION:-$("$builder" "$repo/tools/torch_floor.py")}"
 TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-wheelhouse="${CTCNET_WHEELHOUSE:-$work/wheels}"
+uv="${UV:-$repo/.venv/bin/uv}"
+if ! [[ -x "$uv" ]]; then
+  echo "ERROR: no uv at $uv: \`make venv-dev\` installs it into .venv (or set UV)" >&2
+  exit 1
+fi
 # this machine's pip config caps torch below the newest release (/etc/xdg/pip): not for this venv
+# (uv does not read pip's config; pip installs the wheel next to the torch uv put there)
 export PIP_CONSTRAINT=/dev/null
-# --no-compile below: these commands import a small part of torch, so byte-compiling all of it at
-# install time is wasted work (the whole script: 57 s user CPU with it, 50 s without; 2m50s wall at
-# load average ~5 on 2 cores).
+# --no-compile below (and uv's default): these commands import a small part of torch, so
+# byte-compiling all of it at install time is wasted work.
 export PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_NUM_THREADS=1
 
 echo ">>> building the wheel"
@@ -47,17 +52,15 @@ EOF
 plain_python="${PLAIN_PYTHON:-$(command -v python3)}"
 echo ">>> fresh virtualenv ($("$plain_python" --version)): torch==$TORCH_VERSION, then the wheel" \
   "without extras"
-"$plain_python" -m venv "$work/venv"
-py="$work/venv/bin/python"
 t0=$(date +%s)
+"$uv" venv -q --seed --python "$plain_python" "$work/venv"  # --seed: with pip, like python -m venv
+py="$work/venv/bin/python"
 if "$py" -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/torch/', method='HEAD'), timeout=8)" "$TORCH_CPU_INDEX" 2>/dev/null; then
-  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
+  "$uv" pip install -q --python "$py" "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
 else
-  mkdir -p "$wheelhouse"
-  "$py" -m pip download -q "torch==$TORCH_VERSION" -d "$wheelhouse"
-  "$py" -m pip install -q --no-compile --no-index --find-links "$wheelhouse" "torch==$TORCH_VERSION"
+  "$uv" pip install -q --python "$py" "torch==$TORCH_VERSION"
 fi
-echo "    (torch installed in $(( $(date +%s) - t0 )) s)"
+echo "    (torch installed in $(( $(date +%s) - t0 )) s with $("$uv" --version))"
 "$py" -m pip install -q --no-compile "$wheel"
 "$py" - "$TORCH_VERSION" <<'EOF'
 import sys
