@@ -28,6 +28,8 @@
 # (default 2.0.2), UV (default: .venv/bin/uv), UV_CACHE_DIR (default: uv's own cache; .ci/run
 # gives its three install checks one cache of their own).
 set -euo pipefail
+T0=$(date +%s)
+since() { echo "[$(( $(date +%s) - T0 )) s]"; }  # time since the start, on each >>> line
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
@@ -71,7 +73,7 @@ pip=("$py" -m pip)
 echo "    (runtime installed in $(( $(date +%s) - t0 )) s with $("$uv" --version))"
 "${pip[@]}" freeze --all | sort > "$work/before.txt"
 
-echo ">>> the install cell, as on Colab, from git+file://localhost$repo (its HEAD commit)"
+echo ">>> the install cell, as on Colab, from git+file://localhost$repo (its HEAD commit) $(since)"
 "$builder" "$repo/tools/check_notebooks.py" --print-first-cell > "$work/cell.py"
 repo_url=$("$builder" -c "import sys; sys.path.insert(0, '$repo/tools'); \
 from check_notebooks import read_repo_url; print(read_repo_url())")
@@ -113,12 +115,12 @@ if grep -q "^WARNING: this runtime has" "$work/cell1.log"; then
   exit 1
 fi
 
-echo ">>> the cell again: installs nothing"
+echo ">>> the cell again: installs nothing $(since)"
 run_cell 2>&1 | tee "$work/cell2.log"
 grep -q "nothing missing" "$work/cell2.log" || { echo "ERROR: the second run installed" \
   "something" >&2; exit 1; }
 
-echo ">>> ctcnet info, a forward pass"
+echo ">>> ctcnet info, a forward pass $(since)"
 "$work/venv/bin/ctcnet" info
 "$py" - <<'EOF'
 import cv2
@@ -134,4 +136,4 @@ assert y.shape == (1, 3, 128, 128) and torch.isfinite(y).all(), y.shape
 print(f"    forward pass OK: torch {torch.__version__}, cv2 {cv2.__version__}, "
       f"output {tuple(y.shape)}")
 EOF
-echo ">>> Colab install cell: OK"
+echo ">>> Colab install cell: OK $(since)"

@@ -17,6 +17,8 @@
 # user would. $PLAIN_PYTHON is the venv's interpreter (default python3). Needs the project's
 # .venv (`make venv-dev`: uv, and what builds the wheel).
 set -euo pipefail
+T0=$(date +%s)
+since() { echo "[$(( $(date +%s) - T0 )) s]"; }  # time since the start, on each >>> line
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
@@ -36,7 +38,7 @@ export PIP_CONSTRAINT=/dev/null
 # byte-compiling all of it at install time is wasted work.
 export PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_NUM_THREADS=1
 
-echo ">>> building the wheel"
+echo ">>> building the wheel $(since)"
 # No build isolation: the project's venv already has setuptools and wheel, and CI stays offline.
 "$builder" -m pip wheel -q --no-deps --no-build-isolation -w "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/ctcnet-*.whl)
@@ -82,7 +84,7 @@ import ctcnet
 assert "site-packages" in ctcnet.__file__, ctcnet.__file__
 EOF
 
-echo ">>> ctcnet info"
+echo ">>> ctcnet info $(since)"
 "$ctcnet" info
 
 # Sample images made here: a plain install ships no photos. Smooth random faces-sized images;
@@ -101,17 +103,17 @@ for i in range(3):
 Image.open(folder / "0.png").resize((32, 32), Image.BICUBIC).save("tiny_face.png")
 EOF
 
-echo ">>> ctcnet upscale"
+echo ">>> ctcnet upscale $(since)"
 "$ctcnet" upscale tiny_face.png -o upscaled
 ls upscaled | grep -q "_sr" || { echo "ERROR: upscale wrote no SR face" >&2; exit 1; }
 
-echo ">>> ctcnet eval"
+echo ">>> ctcnet eval $(since)"
 "$ctcnet" eval --data faces --out evaluation
 test -s evaluation/per_image.csv
 
-echo ">>> ctcnet train (3 steps of tiny)"
+echo ">>> ctcnet train (3 steps of tiny) $(since)"
 "$ctcnet" train --preset tiny --data faces --steps 3 --batch-size 2 --hr-size 128 \
   --device cpu --no-progress --out run
 test -s run/last.pt
 
-echo ">>> plain install: OK"
+echo ">>> plain install: OK $(since)"
