@@ -121,3 +121,14 @@ def test_the_real_plan_runs_every_chapter_whose_code_mentions_the_mode():
         if re.search(r"\bsubject\(", code):
             assert dep.path in stand_in, f"{dep.path.name} calls subject() but has no stand-in run"
     assert stand_in <= fall_back
+
+
+@pytest.mark.parametrize("message, line", [
+    ("A cell timed out while it was being executed, after 600 seconds.\nThe message was: x\n"
+     "-------------------\nfor i in range(9):\n-------------------\n",
+     "A cell timed out while it was being executed, after 600 seconds."),
+    ("----\nTraceback (most recent call last)\n  File x, line 3\nValueError: bad size\n",
+     "ValueError: bad size"),
+])
+def test_a_failure_is_reported_by_the_line_that_says_what_went_wrong(message, line):
+    assert smoke._first_error_line(RuntimeError(message)) == line

@@ -218,6 +218,14 @@ def _cell_seconds(cell) -> float | None:
     return (parse(end) - parse(start)).total_seconds()
 
 
+def _first_error_line(exc: BaseException) -> str:
+    """The line that says what went wrong: the exception line of a cell's traceback, or the
+    first line of nbclient's own message (a timeout, a dead kernel)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"[\w.]*(Error|Exception|Interrupt|Exit)\b", line)]
+    return (errors[-1] if errors else lines[0] if lines else type(exc).__name__)[:300]
+
+
 def run_one(path: Path, timeout: int, keep: Path | None, env: dict[str, str] | None = None,
             drop: tuple[str, ...] = (), threads: int | None = None, cell_times: int = 0,
             ) -> tuple[bool, float, float, str]:
@@ -240,8 +248,7 @@ def run_one(path: Path, timeout: int, keep: Path | None, env: dict[str, str] | N
         client.execute(env=kernel_env)
         ok, why = True, ""
     except (CellExecutionError, DeadKernelError, TimeoutError, RuntimeError) as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        ok, why = False, (lines[-1] if lines else type(exc).__name__)[:300]
+        ok, why = False, _first_error_line(exc)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel, once it has been reaped
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
