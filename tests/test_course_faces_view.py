@@ -27,6 +27,9 @@ def test_image_grid_lays_out_rows_captions_and_labels():
     assert small.get_extent() == big.get_extent() and small.get_interpolation() == "nearest"
     assert small.get_array().shape[:2] == (16, 16)
     assert not axes[1, 1].axison and not axes[1, 2].axison  # None and a missing entry stay empty
+    matplotlib.pyplot.close(fig)
+    wide = image_grid([[np.zeros((50, 100, 3), np.uint8)]]).axes[0].images[0]
+    assert wide.get_extent() == [0.0, 1.0, 0.75, 0.25]  # centred, aspect ratio kept
     assert fig._suptitle.get_text() == "faces"
     matplotlib.pyplot.close(fig)
 

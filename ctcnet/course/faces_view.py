@@ -34,9 +34,13 @@ def _blank(ax) -> None:
 
 def _show(ax, image: np.ndarray, **imshow) -> None:
     image = np.asarray(image)
-    # every image fills the same square, whatever its pixel size: a 16x16 LR face shows its
-    # 256 pixels as blocks instead of being smoothed by the display
-    ax.imshow(image, interpolation="nearest", extent=(0, 1, 1, 0), **imshow)
+    # every image fills the same square, whatever its pixel size (a 16x16 LR face shows its 256
+    # pixels as blocks instead of being smoothed by the display); a non-square one is centred in
+    # it with its aspect ratio kept
+    height, width = image.shape[:2]
+    w, h = width / max(height, width), height / max(height, width)
+    ax.imshow(image, interpolation="nearest",
+              extent=((1 - w) / 2, (1 + w) / 2, (1 + h) / 2, (1 - h) / 2), **imshow)
     ax.set_xlim(0, 1)
     ax.set_ylim(1, 0)
     ax.set_xticks([])
@@ -55,7 +59,8 @@ def image_grid(
     Parameters
     ----------
     rows : rows of uint8 ``(H, W, 3)`` images (``None`` leaves a cell empty); images of any
-        size fill the same square panel, drawn with nearest neighbours.
+        size fill the same square panel (a non-square one keeps its aspect ratio), drawn with
+        nearest neighbours.
     captions : the same layout of strings, written under each image.
     row_labels : one label per row, at its left (e.g. the face's name).
     title : the figure's title.
