@@ -12,7 +12,6 @@ from .attention import (
     channel_attention_weights,
     effective_rank,
     fsau_maps,
-    landmark_mask,
     mdta_matrices,
     mdta_measures,
     region_contrast,
@@ -55,7 +54,6 @@ from .receptive_field import (
     erf_maps,
     erf_radius,
     radius_summary,
-    region_pixels,
     theoretical_receptive_field,
     trace_receptive_fields,
 )
@@ -80,7 +78,6 @@ __all__ = [
     "erf_radius",
     "erf_maps",
     "radius_summary",
-    "region_pixels",
     "ERFResult",
     "lam",
     "LAMResult",
@@ -104,6 +101,5 @@ __all__ = [
     "effective_rank",
     "mdta_measures",
     "channel_attention_weights",
-    "landmark_mask",
     "region_contrast",
 ]
