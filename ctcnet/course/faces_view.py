@@ -104,7 +104,7 @@ def zoom_grid(
     panels : column caption -> uint8 ``(H, W, 3)`` image, all of the same size (enlarge a small
         LR image to that size first, with nearest neighbours, so that the windows fit it).
     windows : name -> ``(top, left, size)`` in the images' pixels (e.g. from
-        :func:`ctcnet.faces.landmark_window`); each becomes a coloured box on the top row and a row
+        :func:`ctcnet.face_regions.landmark_window`); each becomes a coloured box on the top row and a row
         of enlarged crops below it.
     errors : column caption -> ``(H, W)`` error map; drawn in a last row on one shared colour
         scale (0 to the 99th percentile of all maps' values, larger values in the top colour),
