@@ -18,11 +18,18 @@
 #   * running the cell again installs nothing,
 #   * `ctcnet info` and a forward pass of the shipped model work.
 #
+# The runtime is made with uv (the project's .venv has it: `make venv`), from uv's cache: the
+# CUDA build of torch that PyPI has for Linux (~2.5 GB) is downloaded once per version and
+# hard-linked into every venv that asks for it again (seconds; tools/check_plain_install.sh with
+# the same torch). The cell itself runs pip, as on Colab.
+#
 # Environment: COLAB_PYTHON (default: python3.12 on PATH, else pyenv's 3.12.*; without one the
 # machine's python3 is used, with a notice), TORCH_VERSION (default: the floor), NUMPY_VERSION
-# (default 2.0.2), CTCNET_WHEELHOUSE (a folder where torch's wheels are downloaded once and
-# reused by tools/check_plain_install.sh; default: a temporary folder).
+# (default 2.0.2), UV (default: .venv/bin/uv), UV_CACHE_DIR (default: uv's own cache; .ci/run
+# gives its three install checks one cache of their own).
 set -euo pipefail
+T0=$(date +%s)
+since() { echo "[$(( $(date +%s) - T0 )) s]"; }  # time since the start, on each >>> line
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
@@ -35,8 +42,11 @@ export PIP_CONSTRAINT=/dev/null
 floor=$("$builder" "$repo/tools/torch_floor.py")
 TORCH_VERSION="${TORCH_VERSION:-$floor}"
 NUMPY_VERSION="${NUMPY_VERSION:-2.0.2}"
-wheelhouse="${CTCNET_WHEELHOUSE:-$work/wheels}"
-mkdir -p "$wheelhouse"
+uv="${UV:-$repo/.venv/bin/uv}"
+if ! [[ -x "$uv" ]]; then
+  echo "ERROR: no uv at $uv: \`make venv-dev\` installs it into .venv (or set UV)" >&2
+  exit 1
+fi
 
 py312=""
 for c in "${COLAB_PYTHON:-}" python3.12 /root/.pyenv/versions/3.12.*/bin/python; do
@@ -54,18 +64,16 @@ if [[ -z "$py312" ]]; then
 fi
 echo ">>> Colab-like venv: $("$py312" --version), torch==$TORCH_VERSION (the declared floor is" \
      "$floor), numpy==$NUMPY_VERSION, opencv-python, pillow, tqdm"
-"$py312" -m venv "$work/venv"
+t0=$(date +%s)
+"$uv" venv -q --seed --python "$py312" "$work/venv"  # --seed: pip in it, as on Colab
 py="$work/venv/bin/python"
 pip=("$py" -m pip)
-t0=$(date +%s)
-"${pip[@]}" download -q "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" -d "$wheelhouse"
-"${pip[@]}" install -q --no-compile --no-index --find-links "$wheelhouse" \
-  "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION"
-"${pip[@]}" install -q --no-compile "opencv-python>=4.8,<5" pillow tqdm
-echo "    (runtime installed in $(( $(date +%s) - t0 )) s)"
+"$uv" pip install -q --python "$py" "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" \
+  "opencv-python>=4.8,<5" pillow tqdm
+echo "    (runtime installed in $(( $(date +%s) - t0 )) s with $("$uv" --version))"
 "${pip[@]}" freeze --all | sort > "$work/before.txt"
 
-echo ">>> the install cell, as on Colab, from git+file://localhost$repo (its HEAD commit)"
+echo ">>> the install cell, as on Colab, from git+file://localhost$repo (its HEAD commit) $(since)"
 "$builder" "$repo/tools/check_notebooks.py" --print-first-cell > "$work/cell.py"
 repo_url=$("$builder" -c "import sys; sys.path.insert(0, '$repo/tools'); \
 from check_notebooks import read_repo_url; print(read_repo_url())")
@@ -107,12 +115,12 @@ if grep -q "^WARNING: this runtime has" "$work/cell1.log"; then
   exit 1
 fi
 
-echo ">>> the cell again: installs nothing"
+echo ">>> the cell again: installs nothing $(since)"
 run_cell 2>&1 | tee "$work/cell2.log"
 grep -q "nothing missing" "$work/cell2.log" || { echo "ERROR: the second run installed" \
   "something" >&2; exit 1; }
 
-echo ">>> ctcnet info, a forward pass"
+echo ">>> ctcnet info, a forward pass $(since)"
 "$work/venv/bin/ctcnet" info
 "$py" - <<'EOF'
 import cv2
@@ -128,4 +136,4 @@ assert y.shape == (1, 3, 128, 128) and torch.isfinite(y).all(), y.shape
 print(f"    forward pass OK: torch {torch.__version__}, cv2 {cv2.__version__}, "
       f"output {tuple(y.shape)}")
 EOF
-echo ">>> Colab install cell: OK"
+echo ">>> Colab install cell: OK $(since)"

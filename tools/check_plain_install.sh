@@ -10,12 +10,15 @@
 #   * `ctcnet info`, `ctcnet upscale` on a small image, `ctcnet eval` on a tiny folder (both with
 #     the shipped weights, i.e. the package data), and three training steps of `tiny`.
 # torch==$TORCH_VERSION (default: the floor of `torch>=` in pyproject.toml, tools/torch_floor.py)
-# comes first: the CPU build from $TORCH_CPU_INDEX when that index is reachable, else PyPI's
-# build (CUDA libraries included; it runs on the CPU), downloaded once into $CTCNET_WHEELHOUSE
-# when that is set (.ci/run shares it with tools/check_colab_install.sh). $PLAIN_PYTHON is the
-# venv's interpreter (default python3). Needs the project's .venv (made by `make test`) to build
-# the wheel.
+# comes first, installed with uv: the CPU build from $TORCH_CPU_INDEX when that index is
+# reachable, else PyPI's build (CUDA libraries included; it runs on the CPU), which uv downloads
+# once per version into its cache ($UV_CACHE_DIR; .ci/run gives its install checks one) and
+# hard-links into each venv that asks for it again. The wheel is then installed with pip, as a
+# user would. $PLAIN_PYTHON is the venv's interpreter (default python3). Needs the project's
+# .venv (`make venv-dev`: uv, and what builds the wheel).
 set -euo pipefail
+T0=$(date +%s)
+since() { echo "[$(( $(date +%s) - T0 )) s]"; }  # time since the start, on each >>> line
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
@@ -23,15 +26,19 @@ TORCH_VERSION="${TORCH_VERSION:-$("$builder" "$repo/tools/torch_floor.py")}"
 TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-wheelhouse="${CTCNET_WHEELHOUSE:-$work/wheels}"
+uv="${UV:-$repo/.venv/bin/uv}"
+if ! [[ -x "$uv" ]]; then
+  echo "ERROR: no uv at $uv: \`make venv-dev\` installs it into .venv (or set UV)" >&2
+  exit 1
+fi
 # this machine's pip config caps torch below the newest release (/etc/xdg/pip): not for this venv
+# (uv does not read pip's config; pip installs the wheel next to the torch uv put there)
 export PIP_CONSTRAINT=/dev/null
-# --no-compile below: these commands import a small part of torch, so byte-compiling all of it at
-# install time is wasted work (the whole script: 57 s user CPU with it, 50 s without; 2m50s wall at
-# load average ~5 on 2 cores).
+# --no-compile below (and uv's default): these commands import a small part of torch, so
+# byte-compiling all of it at install time is wasted work.
 export PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_NUM_THREADS=1
 
-echo ">>> building the wheel"
+echo ">>> building the wheel $(since)"
 # No build isolation: the project's venv already has setuptools and wheel, and CI stays offline.
 "$builder" -m pip wheel -q --no-deps --no-build-isolation -w "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/ctcnet-*.whl)
@@ -47,17 +54,15 @@ EOF
 plain_python="${PLAIN_PYTHON:-$(command -v python3)}"
 echo ">>> fresh virtualenv ($("$plain_python" --version)): torch==$TORCH_VERSION, then the wheel" \
   "without extras"
-"$plain_python" -m venv "$work/venv"
-py="$work/venv/bin/python"
 t0=$(date +%s)
+"$uv" venv -q --seed --python "$plain_python" "$work/venv"  # --seed: with pip, like python -m venv
+py="$work/venv/bin/python"
 if "$py" -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/torch/', method='HEAD'), timeout=8)" "$TORCH_CPU_INDEX" 2>/dev/null; then
-  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
+  "$uv" pip install -q --python "$py" "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
 else
-  mkdir -p "$wheelhouse"
-  "$py" -m pip download -q "torch==$TORCH_VERSION" -d "$wheelhouse"
-  "$py" -m pip install -q --no-compile --no-index --find-links "$wheelhouse" "torch==$TORCH_VERSION"
+  "$uv" pip install -q --python "$py" "torch==$TORCH_VERSION"
 fi
-echo "    (torch installed in $(( $(date +%s) - t0 )) s)"
+echo "    (torch installed in $(( $(date +%s) - t0 )) s with $("$uv" --version))"
 "$py" -m pip install -q --no-compile "$wheel"
 "$py" - "$TORCH_VERSION" <<'EOF'
 import sys
@@ -79,7 +84,7 @@ import ctcnet
 assert "site-packages" in ctcnet.__file__, ctcnet.__file__
 EOF
 
-echo ">>> ctcnet info"
+echo ">>> ctcnet info $(since)"
 "$ctcnet" info
 
 # Sample images made here: a plain install ships no photos. Smooth random faces-sized images;
@@ -98,7 +103,7 @@ for i in range(3):
 Image.open(folder / "0.png").resize((32, 32), Image.BICUBIC).save("tiny_face.png")
 EOF
 
-echo ">>> ctcnet upscale"
+echo ">>> ctcnet upscale $(since)"
 "$ctcnet" upscale tiny_face.png -o upscaled
 "$py" - <<'EOF2'
 from PIL import Image
@@ -106,13 +111,13 @@ size = Image.open("upscaled/tiny_face_x8.png").size
 assert size == (256, 256), f"ERROR: upscale wrote a {size} image, not the 32 px photo enlarged x8"
 EOF2
 
-echo ">>> ctcnet eval"
+echo ">>> ctcnet eval $(since)"
 "$ctcnet" eval --data faces --out evaluation
 test -s evaluation/per_image.csv
 
-echo ">>> ctcnet train (3 steps of tiny)"
+echo ">>> ctcnet train (3 steps of tiny) $(since)"
 "$ctcnet" train --preset tiny --data faces --steps 3 --batch-size 2 --hr-size 128 \
   --device cpu --no-progress --out run
 test -s run/last.pt
 
-echo ">>> plain install: OK"
+echo ">>> plain install: OK $(since)"

@@ -9,6 +9,8 @@ Its modules need the ``book`` extra (matplotlib, ipywidgets, ...):
 * :mod:`ctcnet.course.schematic`: the schematic of any one module, drawn from its forward pass
   (its layout engine is the private :mod:`ctcnet.course._dataflow`);
 * :mod:`ctcnet.course.plotting`: figures for the analysis chapters;
+* :mod:`ctcnet.course.faces_view`: faces side by side, zoomed and with their error maps
+  (chapters 1, 2 and 8);
 * :mod:`ctcnet.course.fusion_view`: modules switched off or fed zeros on a face, and the
   figures of chapters 6 and 7;
 * :mod:`ctcnet.course.explorer`: the chapter-15 interactive explorer.

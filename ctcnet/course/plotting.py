@@ -20,6 +20,7 @@ __all__ = [
     "plot_fsau_maps",
     "plot_mdta_heads",
     "plot_erf",
+    "plot_share_bars",
 ]
 
 
@@ -203,5 +204,27 @@ def plot_erf(
         ax.legend(loc="lower right", fontsize=8)
     fig.colorbar(handle, ax=ax, label="share of |gradient|")
     ax.set_title(title or "effective receptive field")
+    fig.tight_layout()
+    return fig
+
+
+def plot_share_bars(counts: Mapping[str, float], xlabel: str, ylabel: str = "", title: str = "",
+                    unit: float = 1e6):
+    """Horizontal bars of ``counts`` (a dict or pandas Series, name -> count, drawn in the given
+    order, first at the bottom), the x axis in multiples of ``unit``; every bar carries its count
+    and its share of the total, so that a bar too small to see still reads."""
+    names = list(counts.keys())  # a pandas Series iterates over its values, not its names
+    values = np.asarray([counts[k] for k in names], dtype=float)
+    if values.size == 0 or values.sum() <= 0:
+        raise ValueError("plot_share_bars needs at least one positive count")
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 0.7))
+    plt.close(fig)
+    ax.barh(names, values / unit, color="#6baed6")
+    for y, n in enumerate(values):
+        ax.text(n / unit, y, f" {n:,.0f} ({n / values.sum():.1%})", va="center", fontsize=8)
+    ax.set_xlim(0, values.max() / unit * 1.35)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     fig.tight_layout()
     return fig
