@@ -191,6 +191,25 @@ def test_augment_flip_only_and_disabled():
         ReferenceAugment()(_rand_img(64, 64))
 
 
+def test_augment_draw_matches_the_call():
+    """``draw`` makes the call's random choices in the call's order: flip, scale gate, box."""
+    img = _rand_img(128, 128, seed=5)
+    aug = ReferenceAugment()
+    crops = flips = 0
+    for seed in range(30):
+        flip, box = aug.draw(random.Random(seed))
+        old = random.Random(seed)  # the draws of the original __call__, spelled out
+        assert flip == (old.uniform(0.0, 1.0) < 0.5)
+        gate = int(128 * old.uniform(1.0, 1.3)) > 128
+        assert (box is not None) == gate and (box is None or box == aug.crop_box(128, 128, old))
+        expected = img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
+        if box is not None:
+            expected = expected.crop(box).resize((128, 128), Image.BICUBIC)
+        np.testing.assert_array_equal(np.asarray(aug(img, random.Random(seed))), np.asarray(expected))
+        crops, flips = crops + (box is not None), flips + flip
+    assert 0 < flips < 30 and crops > 20
+
+
 def test_augment_crop_box_statistics():
     aug = ReferenceAugment()
     rng = random.Random(0)

@@ -82,7 +82,7 @@ def image_grid(
             if captions is not None and j < len(captions[i]) and captions[i][j]:
                 ax.set_xlabel(captions[i][j], fontsize=8)
         if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -205,15 +205,35 @@ class ReferenceAugment:
             )
         if not self.enabled:
             return img
-        rng = self.rng if rng is None else rng
-        if _uniform(rng, 0.0, 1.0) < self.p_flip:
+        flip, box = self.draw(rng)
+        if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        s = _uniform(rng, *self.scale_range)
-        width, height = img.size
-        if int(width * s) > width:
-            box = self.crop_box(width, height, rng)
+        if box is not None:
             img = img.crop(box).resize((self.hr_size, self.hr_size), Image.BICUBIC)
         return img
+
+    def draw(self, rng: Rng | None = None) -> tuple[bool, tuple[int, int, int, int] | None]:
+        """Draw the random choices of one call, in the order ``__call__`` draws them.
+
+        Parameters
+        ----------
+        rng : random.Random or torch.Generator, optional
+            Random source (defaults to the instance's). The same seed gives the same choices
+            as ``__call__`` with that seed.
+
+        Returns
+        -------
+        tuple
+            ``(flip, box)``: whether the image is flipped, and the crop box ``(left, top,
+            right, bottom)`` of the flipped image, or ``None`` when the scale draw leaves it
+            uncropped.
+        """
+        rng = self.rng if rng is None else rng
+        flip = _uniform(rng, 0.0, 1.0) < self.p_flip
+        s = _uniform(rng, *self.scale_range)
+        size = self.hr_size
+        box = self.crop_box(size, size, rng) if int(size * s) > size else None
+        return flip, box
 
     def state(self) -> dict[str, Any]:
         """Return the configuration as a plain dict (for logging)."""
