@@ -12,6 +12,7 @@ from PIL import Image
 
 from ctcnet.course import book
 from ctcnet.data.prepare import prepare_dataset
+from ctcnet.errors import ArchiveError
 from ctcnet.model import PRESETS
 
 
@@ -115,8 +116,12 @@ def test_reproduction_plan(monkeypatch, tmp_path):
     real = book.reproduction_plan(colab=True)
     assert not real.stand_in and real.preset == "official" and real.batch_size == 10
     assert real.steps == 181_800 and real.run_dir == book.COLAB_RUN_DIR
+    assert real.crops_archive == book.COLAB_CROPS_ARCHIVE  # on Drive: outlives the session
+    assert real.data_root == Path("/content/data")  # unpacked to the session's fast disk
     assert real.val.startswith("carve:")  # selection never on the test faces
     assert book.reproduction_plan(colab=False).run_dir == Path("runs/official")
+    assert book.reproduction_plan(colab=False).crops_archive is None  # a local folder persists
+    assert small.crops_archive.is_relative_to(tmp_path)  # a local stand-in for Drive
     monkeypatch.setenv("CTCNET_BOOK_CAP", "smoke")
     assert book.reproduction_plan(workdir=tmp_path, colab=True).stand_in
 
@@ -134,6 +139,62 @@ def test_celeba_stand_in_goes_through_the_real_prepare_path(tmp_path):
     assert np.abs(back - faces[2][1]).mean() < 8  # the face crop gives the face back
     with pytest.raises(ValueError, match="need 5 faces"):
         book.celeba_stand_in(tmp_path / "x", faces, n_train=4, n_test=1)
+
+
+def _prepared(root: Path, n_train: int = 2, n_test: int = 1) -> Path:
+    """``root/celeba`` as prepare_dataset leaves it, with its manifest."""
+    _pngs(root / "celeba" / "train", n_train)
+    for png in _pngs(root / "celeba" / "test", n_test).glob("*.png"):
+        png.rename(png.with_name("test_" + png.name))
+    (root / "celeba" / "manifest.json").write_text('{"dataset": "celeba"}')
+    return root / "celeba"
+
+
+def test_crops_kept_in_an_archive_come_back_identical_in_a_new_session(tmp_path):
+    before = _prepared(tmp_path / "session1")
+    archive = book.store_crops(tmp_path / "session1", tmp_path / "drive" / "crops.tar")
+    assert not archive.with_name("crops.tar.part").exists()
+    assert book.restore_crops(archive, tmp_path / "session2") == 3
+    after = tmp_path / "session2" / "celeba"
+    files = sorted(p.relative_to(before) for p in before.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(after) for p in after.rglob("*") if p.is_file())
+    for name in files:
+        assert (before / name).read_bytes() == (after / name).read_bytes(), name
+    import tarfile
+    with tarfile.open(archive) as tar:  # the manifest last: a cut-off unpack has none
+        assert tar.getnames()[-1] == "celeba/manifest.json"
+
+
+def test_store_crops_refuses_an_unfinished_preparation(tmp_path):
+    folder = _prepared(tmp_path / "data")
+    (folder / "manifest.json").unlink()  # prepare_dataset writes it only when it finished
+    with pytest.raises(ArchiveError, match="no manifest.json"):
+        book.store_crops(tmp_path / "data", tmp_path / "drive" / "crops.tar")
+    assert not (tmp_path / "drive" / "crops.tar").exists()
+
+
+def test_restore_crops_refuses_a_damaged_archive(tmp_path):
+    _prepared(tmp_path / "data", n_train=6)
+    archive = book.store_crops(tmp_path / "data", tmp_path / "crops.tar")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 3])  # a cut-off copy
+    with pytest.raises(ArchiveError, match="damaged|no celeba/manifest.json") as info:
+        book.restore_crops(archive, tmp_path / "new")
+    assert "\n" not in str(info.value) and str(archive) in str(info.value)
+    assert not (tmp_path / "new" / "celeba" / "manifest.json").exists()
+
+
+def test_restore_crops_refuses_an_entry_outside_the_crops(tmp_path):
+    import io
+    import tarfile
+    archive = tmp_path / "crops.tar"
+    with tarfile.open(archive, "w") as tar:
+        data = b"x"
+        entry = tarfile.TarInfo("celeba/../../evil.png")
+        entry.size = len(data)
+        tar.addfile(entry, io.BytesIO(data))
+    with pytest.raises(ArchiveError, match="unexpected entry"):
+        book.restore_crops(archive, tmp_path / "new")
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path / "new").exists()
 
 
 def test_smoke_stand_in_is_found_and_loaded_as_the_authors_network(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from PIL import Image
 from ..data.degradation import degrade
 from ..data.offline_faces import build_offline_faces, default_root
 from ..data.prepare import CELEBA_FACE_BOX, CELEBA_SIZE
+from ..errors import ArchiveError
 from ..model import build_model, reference_init_
 from ..pixels import to_tensor
 from ..runtime import pick_device
@@ -35,7 +37,8 @@ from ..weights import (
 __all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model",
            "initial_network", "n_params", "format_ci", "glue", "Subject", "subject",
            "official_checkpoint", "celeba_test_dir", "folder_faces",
-           "ReproductionPlan", "reproduction_plan", "celeba_stand_in"]
+           "ReproductionPlan", "reproduction_plan", "celeba_stand_in", "store_crops",
+           "restore_crops"]
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,9 @@ def folder_faces(folder: str | Path, n: int | None = None) -> list[tuple[str, np
 # --------------------------------------------------------------------------------------------
 #: Where the appendix keeps its run on Colab: Google Drive survives the end of a Colab session.
 COLAB_RUN_DIR = Path("/content/drive/MyDrive/ctcnet/runs/official")
+#: Where the appendix keeps the prepared CelebA crops on Colab: one archive on Google Drive,
+#: written once and unpacked to the session's local disk in later sessions.
+COLAB_CROPS_ARCHIVE = Path("/content/drive/MyDrive/ctcnet/data/celeba_crops.tar")
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,7 @@ class ReproductionPlan:
     save_every: int
     data_root: Path  # ``ctcnet data prepare celeba --root`` writes data_root/celeba/{train,test}
     run_dir: Path
+    crops_archive: Path | None = None  # the crops kept across sessions (None: data_root persists)
 
 
 def reproduction_plan(config: BookSettings | None = None, workdir: str | Path | None = None,
@@ -327,10 +334,12 @@ def reproduction_plan(config: BookSettings | None = None, workdir: str | Path | 
     Full mode without a size cap: the authors' recipe (``official`` preset, batch 10, 181,800
     steps, 18,000 / 1,000 CelebA faces, 1,000 validation faces carved out of training), the run
     in :data:`COLAB_RUN_DIR` on Colab (Google Drive, mounted by the notebook) or ``runs/official``
-    elsewhere, the data under :data:`CELEBA_ROOTS`. Small mode or ``CTCNET_BOOK_CAP=smoke``: the
+    elsewhere; the data in ``/content/data`` on Colab, kept across sessions as the archive
+    :data:`COLAB_CROPS_ARCHIVE` on Drive (:func:`store_crops`, :func:`restore_crops`), or under
+    the persistent :data:`CELEBA_ROOTS` elsewhere. Small mode or ``CTCNET_BOOK_CAP=smoke``: the
     same code path at toy size (``tiny`` preset, 3 steps stopped after 2 and resumed, a handful
-    of offline faces standing in for CelebA), everything under ``workdir`` (a new temporary
-    folder by default).
+    of offline faces standing in for CelebA, a local folder standing in for Drive), everything
+    under ``workdir`` (a new temporary folder by default).
     """
     config = config or settings()
     colab = "google.colab" in sys.modules if colab is None else colab
@@ -341,12 +350,14 @@ def reproduction_plan(config: BookSettings | None = None, workdir: str | Path | 
             eval_every=5_000, save_every=1_000,
             data_root=Path("/content/data") if colab else CELEBA_ROOTS[0],
             run_dir=COLAB_RUN_DIR if colab else Path("runs/official"),
+            crops_archive=COLAB_CROPS_ARCHIVE if colab else None,
         )
     work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="ctcnet_gpu_"))
     return ReproductionPlan(
         stand_in=True, colab=colab, preset="tiny", steps=3, first_steps=2, batch_size=2,
         n_train=6, n_test=3, val="none", val_limit=0, eval_every=0, save_every=1,
         data_root=work / "data", run_dir=work / "runs" / "tiny",
+        crops_archive=work / "drive" / "celeba_crops.tar",
     )
 
 
@@ -377,3 +388,63 @@ def celeba_stand_in(folder: str | Path, images: list[tuple[str, np.ndarray]],
         lines.append(f"{name} {0 if i < n_train else 2}")
     (root / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def store_crops(root: str | Path, archive: str | Path, dataset: str = "celeba") -> Path:
+    """Pack the finished crops ``root/<dataset>`` (as :func:`~ctcnet.data.prepare.prepare_dataset`
+    wrote them, downloads excluded) into one uncompressed tar and return its path.
+
+    One file, because a Drive mount reads and writes many small files slowly; uncompressed,
+    because PNGs do not compress further. ``manifest.json`` (written by ``prepare_dataset`` only
+    when it finished) goes in last, and the archive is written under a temporary name and then
+    renamed, so a session that ends while packing leaves no archive that looks complete.
+    """
+    folder, archive = Path(root) / dataset, Path(archive)
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        raise ArchiveError(f"{folder} has no manifest.json: prepare the data to the end first")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".part")
+    with tarfile.open(partial, "w") as tar:
+        for split in ("train", "test"):
+            for png in sorted((folder / split).glob("*.png")):
+                tar.add(png, arcname=f"{dataset}/{split}/{png.name}")
+        tar.add(manifest, arcname=f"{dataset}/manifest.json")
+    os.replace(partial, archive)
+    return archive
+
+
+def restore_crops(archive: str | Path, root: str | Path, dataset: str = "celeba") -> int:
+    """Unpack an archive written by :func:`store_crops` into ``root`` (``root/<dataset>/...``)
+    and return the number of faces unpacked.
+
+    Only PNGs and the manifest under ``<dataset>/`` are accepted (no links, no paths outside
+    ``root``); anything else, or a damaged file, raises a one-line
+    :class:`~ctcnet.errors.ArchiveError` naming the archive. The manifest comes out last, so an
+    interrupted unpack is redone by the next call.
+    """
+    archive, root = Path(archive), Path(root)
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            members = tar.getmembers()
+            for member in members:
+                parts = Path(member.name).parts
+                if (not member.isfile() or len(parts) not in (2, 3) or parts[0] != dataset
+                        or ".." in parts or not parts[-1].endswith((".png", ".json"))):
+                    raise ArchiveError(f"{archive}: unexpected entry {member.name!r}; not an "
+                                       "archive of prepared crops (delete it to prepare anew)")
+            faces = [m for m in members if m.name.endswith(".png")]
+            manifest = [m for m in members if m.name == f"{dataset}/manifest.json"]
+            if not manifest:
+                raise ArchiveError(f"{archive}: no {dataset}/manifest.json; not an archive of "
+                                   "prepared crops (delete it to prepare anew)")
+            for member in faces + manifest:
+                tar.extract(member, root, **_TAR_FILTER)
+    except (tarfile.TarError, EOFError) as exc:
+        raise ArchiveError(f"{archive} is damaged ({exc}); delete it and prepare the crops "
+                           "anew") from None
+    return len(faces)
+
+
+# Python's safe extraction filter where this Python has it (3.12, and 3.10.12 / 3.11.4 on).
+_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
