@@ -62,6 +62,7 @@ SECTIONS = [
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
     ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
     ("ctcnet.course.plotting", "Analysis figures", None),
+    ("ctcnet.course.modules_view", "One module on a face: capture, switch off, figures (chapters 3-5)", None),
     ("ctcnet.course.book", "Book helpers", None),
     ("ctcnet.course.explorer", "Interactive explorer (chapter 15)", None),
 ]

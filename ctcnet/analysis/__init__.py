@@ -10,12 +10,14 @@ from .attention import (
     attention_maps,
     attention_stats,
     channel_attention_weights,
+    edge_mask,
     effective_rank,
     fsau_maps,
     landmark_mask,
     mdta_matrices,
     mdta_measures,
     region_contrast,
+    same_radius_contrast,
 )
 from .attribution import (
     BicubicUpsample,
@@ -106,4 +108,6 @@ __all__ = [
     "channel_attention_weights",
     "landmark_mask",
     "region_contrast",
+    "same_radius_contrast",
+    "edge_mask",
 ]
