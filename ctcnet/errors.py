@@ -9,6 +9,7 @@ blocks keep working::
     ├── UsageError (ValueError)                an argument or setting that cannot work here
     ├── CheckpointError (ValueError)           a checkpoint that is unreadable, damaged or mismatched
     ├── TrainingError (RuntimeError)           a training run that cannot start or has to stop
+    │   └── DiskFullError                      a write ran out of disk space: "no space left on device: FILE"
     ├── UnavailableError (RuntimeError)        cannot be downloaded from here (offline, quota...)
     │   ├── WeightsUnavailableError            the authors' released checkpoint
     │   ├── DatasetUnavailableError (DataError)    a dataset (CelebA, FFHQ, Helen)
@@ -38,6 +39,7 @@ __all__ = [
     "DataSourceError",
     "DatasetUnavailableError",
     "DecompressionBombError",
+    "DiskFullError",
     "ImageReadError",
     "ManifestError",
     "RegistryUnavailableError",
@@ -62,7 +64,11 @@ class CheckpointError(CTCNetError, ValueError):
 
 
 class TrainingError(CTCNetError, RuntimeError):
-    """A training run that cannot start or has to stop (bad data, NaN loss, ...)."""
+    """A training run that cannot start or has to stop (bad data, NaN loss, busy folder, ...)."""
+
+
+class DiskFullError(TrainingError):
+    """A write ran out of disk space or quota: "no space left on device: FILE"."""
 
 
 class UnavailableError(CTCNetError, RuntimeError):

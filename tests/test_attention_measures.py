@@ -11,6 +11,7 @@ import torch
 
 from ctcnet import build_model
 from ctcnet.analysis import attention as A
+from ctcnet.face_regions import landmark_mask
 from ctcnet.model import ChannelAttention
 
 
@@ -150,24 +151,12 @@ def test_channel_attention_weights_reproduce_the_module_output(tiny):
 
 
 # ------------------------------------------------------------------------------------------
-# landmark masks and region contrast
+# region contrast
 # ------------------------------------------------------------------------------------------
 
 
-def test_landmark_mask_discs():
-    mask = A.landmark_mask(np.array([[10.0, 20.0], [50.0, 50.0]]), size=64, radius=4)
-    assert mask.shape == (1, 64, 64) and mask.dtype == torch.bool
-    assert mask[0, 20, 10] and mask[0, 50, 50]  # (row y, column x)
-    assert not mask[0, 10, 20] and not mask[0, 0, 0]
-    assert abs(int(mask.sum()) - 2 * math.pi * 16) < 12  # two discs of area ~ pi r^2
-    batch = A.landmark_mask(np.zeros((3, 5, 2)) + 30, size=64, radius=2)
-    assert batch.shape == (3, 64, 64)
-    with pytest.raises(ValueError):
-        A.landmark_mask(np.zeros((5, 3)))
-
-
 def test_region_contrast():
-    masks = A.landmark_mask(np.array([[[8.0, 8.0]], [[24.0, 24.0]]]), size=32, radius=5)
+    masks = landmark_mask(np.array([[[8.0, 8.0]], [[24.0, 24.0]]]), size=32, radius=5)
     torch.testing.assert_close(A.region_contrast(masks.double()[:, None], masks),
                                torch.ones(2, dtype=torch.float64))
     torch.testing.assert_close(A.region_contrast(torch.full((2, 1, 8, 8), 0.3), masks),
@@ -188,7 +177,7 @@ def test_same_radius_contrast_is_zero_for_radial_maps_and_sees_the_rest():
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     radius = torch.round(torch.hypot(yy - 15.5, xx - 15.5))  # whole pixels, as the function rounds
     radial = torch.exp(-radius / 8)[None].repeat(2, 1, 1)  # bright in the middle
-    masks = A.landmark_mask(np.array([[[12.0, 12.0]], [[20.0, 10.0]]]), size=32, radius=3)
+    masks = landmark_mask(np.array([[[12.0, 12.0]], [[20.0, 10.0]]]), size=32, radius=3)
     # a map that depends only on the distance from the centre: region contrast yes, this one no
     assert (A.region_contrast(radial, masks) > 0.1).all()
     torch.testing.assert_close(A.same_radius_contrast(radial, masks), torch.zeros(2, dtype=torch.float64))

@@ -244,22 +244,26 @@ def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
 # ---------------------------------------------------------------------------- upscale
 def test_upscale_mixed_inputs(tmp_path, tiny_ckpt, capsys):
     skimage_data = pytest.importorskip("skimage.data")
-    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astro.png")
-    Image.new("RGB", (200, 200), (90, 90, 90)).save(tmp_path / "wall.png")
+    astro = Image.fromarray(skimage_data.astronaut()).resize((96, 96), Image.BICUBIC)
+    astro.save(tmp_path / "astro.png")
+    Image.new("RGB", (60, 40), (90, 90, 90)).save(tmp_path / "wall.png")
     (tmp_path / "notes.png").write_text("not an image")
     out = tmp_path / "out"
     code, stdout, err = run(
-        capsys, "upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out
+        capsys, "upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out,
+        "--scale", "2",
     )
     assert code == 0, err
-    assert "1 face(s)" in stdout and (out / "astro_face0_sr.png").is_file()
+    assert "1 face: 1 super-resolved" in stdout and (out / "astro_x2.png").is_file()
     inputs = [tmp_path / n for n in ("wall.png", "notes.png", "missing.png", "astro.png")]
-    code, stdout, err = run(capsys, "upscale", *inputs, "--checkpoint", tiny_ckpt, "-o", out)
-    assert code == 1  # some inputs failed, the good one was still processed
+    argv = ["upscale", *inputs, "--checkpoint", tiny_ckpt, "-o", out, "--scale", "2"]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 1  # some inputs failed, the good ones were still processed
     lines = err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
-    assert "no face found" in lines[0] and "not a recognised image" in lines[1]
-    assert "file not found" in lines[2] and "astro.png: 1 face(s)" in stdout
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "not a recognised image" in lines[0] and "file not found" in lines[1]
+    assert "wall.png: no face found; enlarged x2" in stdout  # a photo without faces is enlarged
+    assert "astro.png: 1 face" in stdout
 
 
 def test_upscale_bad_setup(tmp_path, tiny_ckpt, capsys):
@@ -318,7 +322,7 @@ def test_upscale_of_a_1px_image_does_not_call_it_larger_than_128_px(tmp_path, ti
         capsys, "upscale", tmp_path / "dot.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o"
     )
     assert code == 0, err
-    assert "larger than" not in stdout and "tiny image taken as one face" in stdout, stdout
+    assert "larger than" not in stdout and "1 face: 1 super-resolved" in stdout, stdout
 
 
 def test_resume_with_a_changed_set_names_the_set_flag(tmp_path, capsys):
@@ -344,8 +348,9 @@ def test_pillow_decompression_bomb_warning_is_one_line_naming_the_file(
         tmp_path, tiny_ckpt, capsys, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600)  # warns from 600 pixels, refuses at 1200
     Image.new("RGB", (30, 30), (120, 90, 80)).save(tmp_path / "big.png")
-    code, _, err = run(
-        capsys, "upscale", tmp_path / "big.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o"
+    code, _, err = run(  # --scale 1: an enlarged 30x30 photo would pass the lowered limit
+        capsys, "upscale", tmp_path / "big.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o",
+        "--scale", "1",
     )
     assert code == 0, err
     lines = err.splitlines()

@@ -37,8 +37,15 @@ def _imports(path: Path) -> list[tuple[ast.stmt, set[str]]]:
     package = _module_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    # imports under `if TYPE_CHECKING:` exist for annotations only and never run: no edge
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                   for n in ast.walk(node)}  # fmt: skip
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from ctcnet import metrics as M
-from ctcnet.data.errors import UnavailableError
+from ctcnet.errors import UnavailableError
 from ctcnet.lpips import (
     LPIPS,
     LPIPS_HEADS_FILE,

@@ -28,6 +28,7 @@ SECTIONS = [
     ("ctcnet.runtime", "Runtime helpers",
      ["choose_precision", "cpu_has_fast_bf16", "fold_batchnorm", "enable_checkpointing",
       "disable_checkpointing"]),
+    ("ctcnet.model", "Initialisation", ["reference_init_"]),
     ("ctcnet.model", "Paper modules (one class per module of Fig. 2)",
      ["PaperUnit", "LocalBlock", "ResidualUnit", "ChannelAttention", "Hourglass", "FSAU", "MDTA",
       "GDFN", "TransformerBlock", "LGCM", "FEU", "FRM", "Downsample", "Upsample",
@@ -40,6 +41,7 @@ SECTIONS = [
     ("ctcnet.data.degradation", "Data: degradation and the reference augmentation", None),
     ("ctcnet.data.augment", "Data: stronger augmentation", None),
     ("ctcnet.data.datasets", "Data: the dataset", ["FaceSRDataset"]),
+    ("ctcnet.data.sampling", "Data: which face goes into which batch slot of which step", None),
     ("ctcnet.data.imageio", "Data: reading, cropping and writing images", None),
     ("ctcnet.data.fetch", "Data: downloading and verifying files", None),
     ("ctcnet.data.prepare", "Data: preparing CelebA, FFHQ and Helen",
@@ -52,12 +54,14 @@ SECTIONS = [
       "check_finite"]),
     ("ctcnet.weights.official", "Weights: the authors' key map", None),
     ("ctcnet.weights.download", "Weights: the authors' released weights", None),
-    ("ctcnet.train", "Training",
-     ["TrainConfig", "fit", "load_data", "StepSampler", "check_config", "split_by_identity",
-      "reference_init_"]),
+    ("ctcnet.train", "Training", ["TrainConfig", "fit", "Run", "load_data", "check_config"]),
+    ("ctcnet.training_data", "Training: data and loader", None),
+    ("ctcnet.run_folder", "Training: the run folder", None),
+    ("ctcnet.distributed", "Training: several processes (torchrun)", None),
     ("ctcnet.evaluate", "Evaluation", None),
     ("ctcnet.strips", "Comparison strips", None),
     ("ctcnet.faces", "Face detection and alignment", None),
+    ("ctcnet.face_regions", "Face regions from five landmarks", None),
     ("ctcnet.upscale", "Upscaling photos", None),
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
     ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
@@ -157,6 +161,13 @@ def config_fields() -> list[str]:
     return lines + [""]
 
 
+def _flags(p: argparse.ArgumentParser) -> list[str]:
+    """Each option once: its long form, or both forms of an on/off flag (``--x/--no-x``)."""
+    return ["/".join(a.option_strings) if isinstance(a, argparse.BooleanOptionalAction)
+            else a.option_strings[-1] for a in p._actions
+            if a.option_strings and a.option_strings[-1] != "--help"]
+
+
 def cli() -> list[str]:
     from ctcnet.cli import build_parser
 
@@ -171,12 +182,12 @@ def cli() -> list[str]:
         nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
         if nested:
             for name, q in nested[0].choices.items():
-                opts = [o for a in q._actions for o in a.option_strings[-1:] if o != "--help"]
+                opts = _flags(q)
                 nh = {a.dest: a.help for a in nested[0]._choices_actions}
                 lines.append(f"| `{cmd} {name}` | {cell(rst_to_md(nh.get(name) or ''))} | "
                              f"{cell(', '.join(f'`{o}`' for o in opts))} |")
             continue
-        opts = [o for a in p._actions for o in a.option_strings[-1:] if o != "--help"]
+        opts = _flags(p)
         lines.append(f"| `{cmd}` | {cell(rst_to_md(help_text or ''))} | "
                      f"{cell(', '.join(f'`{o}`' for o in opts))} |")
     return lines + [""]

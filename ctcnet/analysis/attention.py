@@ -6,8 +6,8 @@ channels with one ``C/heads x C/heads`` softmax matrix per head whose rows sum t
 read with :func:`attention_maps` (temporary hooks on ``FSAU.map_tap`` and
 ``MDTA.attention_tap``; the model is not modified). Over many faces: :func:`mdta_measures`
 (entropy and :func:`effective_rank` per head), :func:`channel_attention_weights` (the CA gains)
-and :func:`region_contrast` of a map inside :func:`landmark_mask` regions, with the controls
-:func:`same_radius_contrast` (position) and :func:`edge_mask` (edges).
+and :func:`region_contrast` of a map inside :func:`ctcnet.face_regions.landmark_mask` regions, with
+the controls :func:`same_radius_contrast` (position) and :func:`edge_mask` (edges).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ __all__ = [
     "effective_rank",
     "mdta_measures",
     "channel_attention_weights",
-    "landmark_mask",
     "region_contrast",
     "same_radius_contrast",
     "edge_mask",
@@ -275,35 +274,6 @@ def channel_attention_weights(model: nn.Module, x: torch.Tensor) -> dict[str, to
     return found
 
 
-def landmark_mask(landmarks: np.ndarray | torch.Tensor, size: int = 128,
-                  radius: float = 10.0) -> torch.Tensor:
-    """Boolean masks of discs of ``radius`` pixels around facial landmarks.
-
-    Parameters
-    ----------
-    landmarks : array (K, 2) or (N, K, 2)
-        ``(x, y)`` pixel positions (e.g. the five MTCNN points of :mod:`ctcnet.faces`).
-    size : int
-        Side of the square image.
-    radius : float
-        Disc radius in pixels.
-
-    Returns
-    -------
-    tensor (N, size, size) of bool
-        True inside any disc (``N = 1`` for a ``(K, 2)`` input).
-    """
-    pts = torch.as_tensor(np.asarray(landmarks), dtype=torch.float64)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[-1] != 2:
-        raise ValueError(f"landmarks must be (K, 2) or (N, K, 2), got {tuple(pts.shape)}")
-    coords = torch.arange(size, dtype=torch.float64)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    dist2 = (xx[None, None] - pts[..., 0, None, None]) ** 2 + (yy[None, None] - pts[..., 1, None, None]) ** 2
-    return (dist2 <= radius**2).any(dim=1)
-
-
 def region_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Mean of a map inside a region minus its mean outside, per sample.
 
@@ -313,7 +283,7 @@ def region_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         E.g. FSAU maps from :func:`fsau_maps` with ``sample=None``; enlarged with nearest
         neighbours to the masks' size (which must be a multiple of ``h`` and ``w``).
     masks : tensor (N, H, W) of bool
-        E.g. :func:`landmark_mask`; each must have pixels inside and outside.
+        E.g. :func:`ctcnet.face_regions.landmark_mask`; each must have pixels inside and outside.
 
     Returns
     -------

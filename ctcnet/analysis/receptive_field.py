@@ -14,7 +14,7 @@
 * :func:`erf_maps` keeps one such map per input and per output pixel (:class:`ERFMaps`), for the
   spread of the ERF over faces, paired comparisons of models on the same faces
   (:func:`radius_summary`; :func:`ctcnet.stats.difference_verdict` words its intervals) and
-  pixels on facial regions (:func:`region_pixels`).
+  pixels on facial regions (:func:`ctcnet.face_regions.region_pixels`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ __all__ = [
     "erf_radius",
     "ERFMaps",
     "erf_maps",
-    "REGIONS",
-    "region_pixels",
     "radius_summary",
 ]
 
@@ -843,7 +841,7 @@ def erf_maps(
     pixels : optional
         ``None`` (the centre), one ``(row, col)``, a ``(P, 2)`` list shared by every input, or a
         ``(P, N, 2)`` array with one pixel per input (e.g. a landmark of each face, see
-        :func:`region_pixels`).
+        :func:`ctcnet.face_regions.region_pixels`).
     residual : bool, default True
         Measure ``f(x) = model(x) - x``: CTCNet's global skip would otherwise put a spike at ``p``.
     batch_size : int, default 4
@@ -883,53 +881,6 @@ def erf_maps(
             p.requires_grad_(flag)
         model.train(was_training)
     return ERFMaps(maps, pix, residual)
-
-
-#: The regions of :func:`region_pixels`, in order.
-REGIONS = ("eye", "nose", "mouth", "cheek", "forehead/hair")
-
-
-def region_pixels(landmarks, size: int = 128, margin: int = 30) -> dict[str, np.ndarray]:
-    """Output pixels on facial regions, from five landmarks per face.
-
-    Parameters
-    ----------
-    landmarks : array (5, 2) or (N, 5, 2)
-        ``(x, y)`` positions in the order of :data:`ctcnet.faces.CANONICAL_LANDMARKS`: left eye,
-        right eye, nose tip, left and right mouth corner (left/right as seen in the image).
-    size : int, default 128
-        Side of the square image.
-    margin : int, default 30
-        Every pixel is clamped to ``[margin, size - 1 - margin]`` on both axes, so that a square
-        of radius ``margin`` around it lies inside the image (see ``ERFMaps.radii(window=...)``).
-
-    Returns
-    -------
-    dict
-        ``{region: (N, 2) int array of (row, col)}`` for the regions of :data:`REGIONS`:
-        ``eye`` the left eye; ``nose`` the nose tip; ``mouth`` the middle of the mouth corners;
-        ``cheek`` the left cheek, midway between the left eye and the left mouth corner and moved
-        outwards by 0.35 of the distance between the eyes; ``forehead/hair`` above the face:
-        from the midpoint of the eyes, 1.2 times the eye-mouth distance further along the
-        mouth-to-eyes direction (on the hair or the background when the face is small in the
-        image; the clamping to ``margin`` brings it back onto the upper forehead or the
-        hairline when the face fills the crop). ``N = 1`` for a ``(5, 2)`` input.
-    """
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[1:] != (5, 2):
-        raise ValueError(f"landmarks must be (5, 2) or (N, 5, 2), got {pts.shape}")
-    if not 0 <= margin < size / 2:
-        raise ValueError(f"margin must be in [0, {size / 2}), got {margin}")
-    left_eye, right_eye, nose, mouth_l, mouth_r = (pts[:, i] for i in range(5))
-    eye_axis = right_eye - left_eye
-    cheek = (left_eye + mouth_l) / 2 - 0.35 * eye_axis
-    eyes, mouth = (left_eye + right_eye) / 2, (mouth_l + mouth_r) / 2
-    above = eyes + 1.2 * (eyes - mouth)  # 1.2 eye-mouth distances above the eyes, along the face
-    xy = {"eye": left_eye, "nose": nose, "mouth": mouth, "cheek": cheek, "forehead/hair": above}
-    lo, hi = margin, size - 1 - margin
-    return {name: np.clip(np.round(p[:, ::-1]), lo, hi).astype(np.int64) for name, p in xy.items()}
 
 
 def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: int = 10_000,

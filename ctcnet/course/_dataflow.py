@@ -25,6 +25,9 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
+
 # --------------------------------------------------------------------------------------------
 # The graph
 # --------------------------------------------------------------------------------------------
@@ -126,8 +129,6 @@ MAX_WIDTH = 9.0
 def text_size(text: str, size: float, weight: str = "normal", family: str = "sans-serif"
                ) -> tuple[float, float]:
     """Width and height in inches of ``text`` as matplotlib lays it out (no renderer needed)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextToPath
 
     prop = FontProperties(size=size, weight=weight, family=family)
     w, h, _ = TextToPath().get_text_width_height_descent(text, prop, ismath=False)

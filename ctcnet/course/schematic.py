@@ -40,7 +40,10 @@ import inspect
 import itertools
 from collections.abc import Iterable, Sequence
 
+import matplotlib.pyplot as plt
 import torch
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.path import Path
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -718,9 +721,6 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
     extent. Raises ``ValueError`` (one
     line) for an unknown ``direction`` and for the bad inputs :func:`trace_block` refuses.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
-    from matplotlib.path import Path
 
     if direction not in ("LR", "TB", "U", "auto"):
         raise ValueError(f"direction must be 'LR', 'TB', 'U' or 'auto', got {direction!r}")
@@ -848,8 +848,6 @@ def _legend_rows(categories: list[str], symbols: list[str], width: float, skips:
 
 def _legend(ax, x: float, y: float, rows: list[list[tuple[str, str, float]]]) -> None:
     """Draw the rows of :func:`_legend_rows` from ``(x, y)`` (centre of the first row) down."""
-    from matplotlib.patches import Circle, Rectangle
-
     for row in rows:
         at = x
         for kind, key, w in row:
