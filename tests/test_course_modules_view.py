@@ -117,3 +117,24 @@ def test_plot_toy_attention():
     assert len(fig.axes) == 4 + 3  # four panels, three colour bars
     matplotlib.pyplot.close("all")
 
+
+
+def test_plot_learned_scalars_and_cost_curves_draw():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from ctcnet.course.modules_view import plot_cost_curves, plot_learned_scalars
+
+    blocks = pd.DataFrame({"s2": [1.0, 0.9, 1.1], "s3": [1.0, 1.05, 0.95]})
+    units = pd.DataFrame({"alpha": [1.0, 1.02], "beta": [0.98, 1.0]})
+    fig = plot_learned_scalars(blocks, units)
+    left, right = fig.axes
+    assert len(left.get_lines()) >= 2 and "3 local blocks" in left.get_title()
+    assert "2 residual units" in right.get_title()
+    plt.close(fig)
+    sides = [16, 32, 64]
+    ax = plot_cost_curves(sides, {"a": [1.0, 4.0, 16.0], "b": [1.0, 16.0, 256.0]}, mark=32, mark_label="here")
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), [1.0, 16.0, 256.0])
+    assert [t.get_text() for t in ax.texts] == ["here"]
+    plt.close(ax.figure)

@@ -29,7 +29,7 @@ from ..pixels import to_uint8
 
 __all__ = ["Captured", "capture", "switched_off", "plot_feature_maps", "plot_maps",
            "plot_switched_off", "plot_gains", "plot_spread", "plot_intervals", "plot_masks",
-           "plot_toy_attention"]
+           "plot_toy_attention", "plot_learned_scalars", "plot_cost_curves"]
 
 
 @dataclass(frozen=True)
@@ -346,3 +346,44 @@ def plot_toy_attention(image, spatial, channel, channel_names: Sequence[str],
                  f"channel tokens (τ = {tau:g})", y=1.0)
     fig.tight_layout()
     return fig
+
+
+def plot_learned_scalars(per_block, per_unit, init: float = 1.0, block_kind: str = "local block",
+                         unit_kind: str = "residual unit"):
+    """Learned scalars against their initial value ``init`` (a dotted line): left, one line per
+    column of ``per_block`` (a DataFrame, one row per block in forward order); right, a box plot
+    per column of ``per_unit`` (one row per unit). Returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    per_block.reset_index(drop=True).plot(ax=axes[0], marker="o", ms=3, lw=1)
+    axes[0].set(xlabel=f"{block_kind} (forward order)", ylabel=f"learned value (init {init:g})",
+                title=f"scalars of the {len(per_block)} {block_kind}s")
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    per_unit.boxplot(ax=axes[1], grid=False)
+    axes[1].set(ylabel=f"learned value (init {init:g})", title=f"scalars of the {len(per_unit)} {unit_kind}s")
+    for ax in axes:
+        ax.axhline(init, color="grey", ls=":", lw=1)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cost_curves(sides: Sequence[int], costs: Mapping[str, Sequence[float]], mark: int | None = None,
+                     mark_label: str = "", ylabel: str = "GFLOPs", title: str | None = None, ax=None):
+    """Costs against the side of a square image on log-log axes (a power law is a straight line),
+    one curve per name of ``costs`` (values in the unit of ``ylabel``), with a dotted line and a
+    note at the side ``mark``. Returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.2, 4.2))
+    sides = np.asarray(sides)
+    for (name, values), marker in zip(costs.items(), "os^Dv"):
+        ax.loglog(sides, np.asarray(values, dtype=float), f"{marker}-", label=name)
+    if mark is not None:
+        ax.axvline(mark, color="grey", ls=":", lw=1)
+        ax.text(mark * 1.03, ax.get_ylim()[0] * 3, mark_label, fontsize=8)
+    ax.set_xticks(sides, [str(s) for s in sides], fontsize=8)
+    ax.minorticks_off()
+    ax.set(xlabel="image side H = W (pixels)", ylabel=ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax
