@@ -171,3 +171,37 @@ def test_region_contrast():
         A.region_contrast(low, torch.zeros(1, 32, 32, dtype=torch.bool))
     with pytest.raises(ValueError):
         A.region_contrast(torch.zeros(1, 3, 3), quad)  # 32 is not a multiple of 3
+
+
+def test_same_radius_contrast_is_zero_for_radial_maps_and_sees_the_rest():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    radius = torch.round(torch.hypot(yy - 15.5, xx - 15.5))  # whole pixels, as the function rounds
+    radial = torch.exp(-radius / 8)[None].repeat(2, 1, 1)  # bright in the middle
+    masks = landmark_mask(np.array([[[12.0, 12.0]], [[20.0, 10.0]]]), size=32, radius=3)
+    # a map that depends only on the distance from the centre: region contrast yes, this one no
+    assert (A.region_contrast(radial, masks) > 0.1).all()
+    torch.testing.assert_close(A.same_radius_contrast(radial, masks), torch.zeros(2, dtype=torch.float64))
+    # a map that is high exactly on the region keeps a positive contrast
+    assert (A.same_radius_contrast(masks.double(), masks) > 0.5).all()
+    # coarse maps are enlarged like region_contrast's
+    coarse = torch.ones(2, 1, 8, 8)
+    torch.testing.assert_close(A.same_radius_contrast(coarse, masks), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        A.same_radius_contrast(coarse, torch.zeros(2, 32, 32, dtype=torch.bool))  # empty masks
+    with pytest.raises(ValueError):
+        A.same_radius_contrast(torch.ones(2, 1, 5, 5), masks)  # 32 is not a multiple of 5
+
+
+def test_edge_mask_marks_the_strongest_gradients():
+    img = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    img[:, :, 16:] = 255  # a vertical edge between columns 15 and 16
+    masks = A.edge_mask(img, 0.05)  # 51 of 1024 pixels; the edge has 64 (columns 15 and 16)
+    assert masks.shape == (2, 32, 32) and masks.dtype == torch.bool
+    assert (masks.flatten(1).sum(1) == 51).all()
+    assert masks[:, :, 15:17].sum() == 2 * 51 and not masks[:, :, :15].any() and not masks[:, :, 17:].any()
+    sizes = A.edge_mask(img, [0.05, 0.5]).flatten(1).sum(1)  # one area per image, ties included
+    assert sizes.tolist() == [51, 512]
+    with pytest.raises(ValueError):
+        A.edge_mask(img, 1.5)
+    with pytest.raises(ValueError):
+        A.edge_mask(np.zeros((1, 32, 32)), 0.1)

@@ -67,6 +67,7 @@ SECTIONS = [
     ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
     ("ctcnet.course.plotting", "Analysis figures", None),
     ("ctcnet.course.fusion_view", "Switching modules off on a face (chapters 6 and 7)", None),
+    ("ctcnet.course.modules_view", "One module on a face: capture, switch off, figures (chapters 3-5)", None),
     ("ctcnet.course.book", "Book helpers", None),
     ("ctcnet.course.explorer", "Interactive explorer (chapter 15)", None),
 ]

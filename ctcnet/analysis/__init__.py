@@ -10,11 +10,13 @@ from .attention import (
     attention_maps,
     attention_stats,
     channel_attention_weights,
+    edge_mask,
     effective_rank,
     fsau_maps,
     mdta_matrices,
     mdta_measures,
     region_contrast,
+    same_radius_contrast,
 )
 from .attribution import (
     BicubicUpsample,
@@ -102,4 +104,6 @@ __all__ = [
     "mdta_measures",
     "channel_attention_weights",
     "region_contrast",
+    "same_radius_contrast",
+    "edge_mask",
 ]

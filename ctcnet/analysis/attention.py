@@ -6,13 +6,14 @@ channels with one ``C/heads x C/heads`` softmax matrix per head whose rows sum t
 read with :func:`attention_maps` (temporary hooks on ``FSAU.map_tap`` and
 ``MDTA.attention_tap``; the model is not modified). Over many faces: :func:`mdta_measures`
 (entropy and :func:`effective_rank` per head), :func:`channel_attention_weights` (the CA gains)
-and :func:`region_contrast` of a map inside :func:`ctcnet.face_regions.landmark_mask` regions.
+and :func:`region_contrast` of a map inside :func:`ctcnet.face_regions.landmark_mask` regions, with
+the controls :func:`same_radius_contrast` (position) and :func:`edge_mask` (edges).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ __all__ = [
     "mdta_measures",
     "channel_attention_weights",
     "region_contrast",
+    "same_radius_contrast",
+    "edge_mask",
 ]
 
 
@@ -304,3 +307,67 @@ def region_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         raise ValueError("every mask needs pixels both inside and outside the region")
     flat, keep = m.flatten(1), masks.flatten(1)
     return (flat * keep).sum(1) / inside - (flat * ~keep).sum(1) / outside
+
+
+def _enlarged(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, h, w)`` float64 maps enlarged with nearest neighbours to ``size`` (a multiple)."""
+    m = maps.detach().to("cpu", torch.float64)
+    if m.ndim == 4:
+        m = m[:, 0]
+    H, W = size
+    if m.ndim != 3 or H % m.shape[-2] or W % m.shape[-1]:
+        raise ValueError(f"maps (N, h, w) whose size divides {H}x{W} expected, got {tuple(maps.shape)}")
+    return m.repeat_interleave(H // m.shape[-2], dim=-2).repeat_interleave(W // m.shape[-1], dim=-1)
+
+
+def same_radius_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean of a map inside a region minus the mean of the map over *all* pixels at the same
+    distance from the image centre, per sample: the part of :func:`region_contrast` that a map
+    depending only on that distance (brighter in the middle, say) cannot produce.
+
+    ``maps`` ``(N, 1, h, w)`` or ``(N, h, w)`` are enlarged with nearest neighbours to the masks'
+    size ``(N, H, W)``; distances are rounded to whole pixels. Returns a float64 tensor ``(N,)``:
+    0 for a map that depends only on the (rounded) distance from the centre.
+    """
+    masks = torch.as_tensor(masks, dtype=torch.bool)
+    if masks.ndim != 3:
+        raise ValueError(f"masks (N, H, W) expected, got {tuple(masks.shape)}")
+    H, W = masks.shape[-2:]
+    m = _enlarged(maps, (H, W)).flatten(1)
+    if m.shape[0] != masks.shape[0]:
+        raise ValueError(f"{m.shape[0]} maps but {masks.shape[0]} masks")
+    if not masks.flatten(1).any(1).all():
+        raise ValueError("every mask needs at least one pixel")
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
+                            indexing="ij")
+    ring = torch.round(torch.hypot(yy - (H - 1) / 2, xx - (W - 1) / 2)).long().flatten()
+    ring_size = torch.bincount(ring).double()
+    out = []
+    for values, keep in zip(m, masks.flatten(1)):
+        profile = torch.bincount(ring, weights=values) / ring_size  # mean per distance from the centre
+        out.append((values - profile[ring])[keep].mean())
+    return torch.stack(out)
+
+
+def edge_mask(images: np.ndarray, area: float | Sequence[float]) -> torch.Tensor:
+    """Masks of the strongest edges: for each ``(H, W, 3)`` uint8 image of ``images``
+    (``(N, H, W, 3)`` or a list), the ``area`` fraction of its pixels with the largest
+    grey-level gradient magnitude (a number, or one per image, e.g. the area of a region it
+    is compared with; ties are broken in reading order, so the mask has exactly that area).
+    Returns a bool tensor ``(N, H, W)``."""
+    images = [np.asarray(img) for img in images]
+    areas = np.broadcast_to(np.asarray(area, dtype=np.float64), (len(images),))
+    if ((areas <= 0) | (areas >= 1)).any():
+        raise ValueError(f"area must lie in (0, 1), got {area}")
+    masks = []
+    for img, a in zip(images, areas):
+        if img.ndim != 3 or img.shape[-1] != 3:
+            raise ValueError(f"(H, W, 3) images expected, got shape {img.shape}")
+        grey = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma weights
+        gy, gx = np.gradient(grey)
+        magnitude = np.hypot(gx, gy).ravel()
+        keep = np.zeros(magnitude.size, dtype=bool)
+        # exactly round(a * pixels) pixels: the largest gradients, ties in reading order
+        keep[np.argsort(-magnitude, kind="stable")[: max(1, round(a * magnitude.size))]] = True
+        masks.append(keep.reshape(grey.shape))
+    return torch.from_numpy(np.stack(masks))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from ..pixels import to_uint8 as _reference_to_uint8
 
@@ -162,6 +163,8 @@ def plot_mdta_heads(matrix, name: str = "", cmap: str = "magma"):
         ax.set_title(f"{name} head {h}" if name else f"head {h}", fontsize=9)
         ax.set_xlabel("key channel")
         ax.set_ylabel("query channel")
+        for axis in (ax.xaxis, ax.yaxis):  # channels are whole numbers
+            axis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label="weight")
     fig.tight_layout()
     return fig
