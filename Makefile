@@ -44,8 +44,10 @@ BOOK_BUILD_FLAGS ?= --all -W -n --keep-going
 # and the web assets could be fetched (else a one-line notice), yes = required, no = skipped
 # (.ci/run runs it as a step of its own)
 BROWSER_CHECK ?= auto
-# -n auto: one pytest-xdist worker per core (tests run torch on one thread each, tests/conftest.py)
-PYTEST_ARGS ?= -q -n auto
+# -n auto: one pytest-xdist worker per core (tests run torch on one thread each, tests/conftest.py);
+# -m "not slow": the inductor compile test (minutes) runs with `make test PYTEST_ARGS=-q` or
+# `pytest -m slow`; its graph-capture twin runs every time
+PYTEST_ARGS ?= -q -n auto -m "not slow"
 # extra flags of tools/book_timings.py after `make book` (.ci/run: --require-executed)
 BOOK_TIMINGS_FLAGS ?=
 

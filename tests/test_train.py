@@ -832,7 +832,33 @@ def test_checkpointing_lowers_peak_memory_and_keeps_the_results(tmp_path):
         assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
 
 
-@pytest.mark.slow
+def test_compiled_training_follows_the_eager_steps_with_graph_capture_only(
+    faces, tmp_path, capsys, monkeypatch
+):
+    """--compile's plumbing in seconds: torch.compile with the aot_eager backend captures the
+    forward pass (dynamo) and traces its backward (AOT autograd) as inductor does, but runs the
+    captured graphs eagerly instead of generating C++ (minutes on 2 cores: the slow test below)."""
+    real_compile = torch.compile
+    backends = []
+
+    def capture_only(fn, **kwargs):
+        backends.append(kwargs.pop("backend", "inductor"))
+        return real_compile(fn, backend="aot_eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", capture_only)
+    kw = dict(steps=2, precision="fp32", save_every=0)
+    eager = fit(cfg(faces, tmp_path / "eager", **kw))
+    compiled = fit(cfg(faces, tmp_path / "compiled", compile=True, **kw))
+    assert backends == ["inductor"]  # fit asked for the default backend, once
+    assert "compiling the forward pass with torch.compile" in capsys.readouterr().err
+    for (_, a), (_, b) in zip(eager["losses"], compiled["losses"], strict=True):
+        assert a == pytest.approx(b, rel=1e-5)
+    ckpt = read_checkpoint(tmp_path / "compiled" / "last.pt")
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])
+    load_model(tmp_path / "compiled" / "last.pt")
+
+
+@pytest.mark.slow  # inductor's C++ code generation: ~5 min quiet, ~50 min on a loaded 2-core CPU
 def test_compiled_training_follows_the_eager_steps(faces, tmp_path, capsys):
     kw = dict(steps=2, precision="fp32", save_every=0)
     eager = fit(cfg(faces, tmp_path / "eager", **kw))
