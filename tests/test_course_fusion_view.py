@@ -150,6 +150,19 @@ def test_figures_draw(tiny):
     assert plot_gate_histogram(torch.randn(100) * 0.05).axes
 
 
+def test_gate_histogram_band_lies_behind_the_bars_and_colour_bar_spans_one_panel():
+    fig = plot_gate_histogram(torch.randn(1000) * 0.05)
+    ax = fig.axes[0]
+    band = [p for p in ax.patches if "sigmoid" in p.get_label()]
+    bars = [p for p in ax.patches if p not in band]
+    assert bars and band and max(p.get_zorder() for p in band) < min(p.get_zorder() for p in bars)
+    fig = plot_maps_row({"one": np.random.rand(16, 16)}, "x")
+    fig.canvas.draw()
+    panel, bar = (a.get_position() for a in fig.axes)
+    image_height = panel.height  # an imshow panel: the box is the image's
+    assert bar.height >= 0.95 * image_height
+
+
 def test_plot_change_grid_without_any_key_is_refused():
     # keyed (column, row) by mistake: the grid would be blank
     with pytest.raises(ValueError, match="no change map is keyed"):

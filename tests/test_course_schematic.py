@@ -145,6 +145,18 @@ def test_operations_match_the_equations(tiny):
     feu = trace_block(tiny.bottleneck[0].feu)
     symbols = [n.symbol for n in feu.nodes if n.symbol]
     assert symbols.count("c") == 2 and symbols.count("−") == 1 and symbols.count("×") == 1
+    # a − Up(L): the arrows into "−" say which tensor is subtracted
+    minus = next(k for k, n in enumerate(feu.nodes) if n.symbol == "−")
+    into_minus = {feu.nodes[e.source].name: e.note for e in feu.edges if e.target == minus}
+    assert sorted(into_minus.values()) == ["+", "−"]
+    assert [note for name, note in into_minus.items() if "bilinear" in name] == ["−"]
+
+
+def test_dpi_sets_the_image_size_not_the_drawing(tiny):
+    plain = draw_block(tiny.encoder[0].local_in.unit1)
+    large = draw_block(tiny.encoder[0].local_in.unit1, dpi=150)
+    assert large.dpi == 150
+    assert tuple(large.get_size_inches()) == tuple(plain.get_size_inches())
 
 
 def test_labels_name_the_paper_module_and_its_size(tiny):

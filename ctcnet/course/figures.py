@@ -278,14 +278,26 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
             arrowprops=dict(arrowstyle="->", linestyle="--", color="tab:purple", lw=0.9,
                             shrinkA=0, shrinkB=0, alpha=0.6),
         )
-    ax.annotate(
-        "", xy=(right + 1.5, top + 0.75), xytext=(0.0, top + 0.75),
-        arrowprops=dict(arrowstyle="->", color="grey", lw=0.9),
-    )
-    ax.text(right / 2 + 0.75, top + 0.85, "global residual: output = tail(...) + input",
-            ha="center", va="bottom", fontsize=8, color="grey")
+    # The global residual: the input runs from the left of the head conv, above the network,
+    # to a "+" above the tail conv, where it is added to the tail's output; the sum is the output.
+    x_in, x_out, y_res = -0.45, right + 1.5, top + 0.75
     ax.text(-0.75, top, f"input\n3x{size}x{size}", ha="right", va="center", fontsize=8)
-    ax.set_xlim(-1.8, right + 2.4)
+    ax.annotate("", xy=(-w / 2 - 0.02, top), xytext=(-0.72, top),
+                arrowprops=dict(arrowstyle="->", color="black", lw=0.9, shrinkA=0, shrinkB=0))
+    ax.plot([x_in, x_in, x_out - 0.16], [top, y_res, y_res], color="grey", lw=0.9, zorder=1)
+    ax.plot([x_in], [top], marker="o", ms=3, color="grey", zorder=2)
+    ax.annotate("", xy=(x_out - 0.13, y_res), xytext=(x_out - 0.3, y_res),
+                arrowprops=dict(arrowstyle="->", color="grey", lw=0.9, shrinkA=0, shrinkB=0))
+    ax.annotate("", xy=(x_out, y_res - 0.13), xytext=(x_out, top + h / 2 + 0.02),
+                arrowprops=dict(arrowstyle="->", color="black", lw=0.9, shrinkA=0, shrinkB=0))
+    ax.text(x_out, y_res, "+", ha="center", va="center", fontsize=10, zorder=4,
+            bbox=dict(boxstyle="circle,pad=0.12", facecolor="white", edgecolor="black", lw=0.8))
+    ax.annotate("", xy=(x_out + 0.55, y_res), xytext=(x_out + 0.13, y_res),
+                arrowprops=dict(arrowstyle="->", color="black", lw=0.9, shrinkA=0, shrinkB=0))
+    ax.text(x_out + 0.6, y_res, f"output\n3x{size}x{size}", ha="left", va="center", fontsize=8)
+    ax.text((x_in + x_out) / 2, y_res + 0.08, "global residual: output = tail(...) + input",
+            ha="center", va="bottom", fontsize=8, color="grey")
+    ax.set_xlim(-1.8, right + 3.3)
     ax.set_ylim(-0.6, top + 1.3)
     ax.set_axis_off()
     ax.set_title(title or f"CTCNet data flow (input 3x{size}x{size}; boxes show output C x H x W)")

@@ -184,7 +184,10 @@ def plot_maps_row(maps: Mapping[str, np.ndarray], label: str, cmap: str = "magma
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(f"{a.shape[1]}×{a.shape[0]} px", fontsize=8)
         _off(ax)
-    fig.colorbar(handle, ax=axes, fraction=0.025, pad=0.02, label=label)
+    # the bar's width fixed in inches (not a fraction of the figure) and a long aspect, so that
+    # a one-panel figure's bar is as tall as its panel, like a many-panel one's
+    fig.colorbar(handle, ax=axes, fraction=0.12 / fig.get_figwidth(), aspect=40, pad=0.02,
+                 label=label)
     if title:
         fig.suptitle(title, fontsize=10)
     return _done(fig)
@@ -326,10 +329,10 @@ def plot_branch_drops(effect, order: Sequence[str], colours: Mapping[str, str] |
 def plot_frequency_split(hr, a: torch.Tensor, low_up: torch.Tensor, high: torch.Tensor,
                          channel: int, title: str | None = None):
     """The FEU's split of one channel of a feature ``a`` (``(1, C, h, w)``): the HR face, ``a``,
-    its low part ``Up(avgpool(a))`` and its high part ``a - Up(L)``, on one symmetric colour
+    its low part ``resize(avgpool(a))`` and its high part ``a - resize(L)``, on one symmetric colour
     scale with one colour bar."""
-    panels = [(f"a, channel {channel}", a), ("low: Up(avgpool(a))", low_up),
-              ("high: a − Up(avgpool(a))", high)]
+    panels = [(f"a, channel {channel}", a), ("low: resize(avgpool(a))", low_up),
+              ("high: a − resize(avgpool(a))", high)]
     vmax = float(a[0, channel].abs().max()) or 1.0
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), constrained_layout=True)
     axes[0].imshow(to_uint8(hr))
@@ -351,17 +354,18 @@ def plot_frequency_split(hr, a: torch.Tensor, low_up: torch.Tensor, high: torch.
 
 def plot_gate_histogram(gate: torch.Tensor, title: str | None = None):
     """Histogram of all values of a gate (``g(a)`` of the FEU), with 0 marked and the part of a
-    sigmoid's range ``(0, 1)`` that falls inside the data shaded; the x range is the data's."""
+    sigmoid's range ``(0, 1)`` that falls inside the data shaded as a band behind the bars (so the
+    bars keep one colour); the x range is the data's."""
     values = gate.detach().flatten().cpu().numpy()
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    ax.hist(values, bins=80, color="#6baed6")
+    ax.hist(values, bins=80, color="#6baed6", zorder=2)  # in front of the band: one colour
     lo, hi = float(values.min()), float(values.max())
     pad = 0.05 * (hi - lo) or 0.05
     ax.set_xlim(lo - pad, hi + pad)
     ax.axvline(0, color="k", lw=0.8, ls=":", label="0")
     if hi > 0:
-        ax.axvspan(0, min(1.0, hi + pad), color="orange", alpha=0.15,
-                   label="inside a sigmoid's range (0, 1)")
+        ax.axvspan(0, min(1.0, hi + pad), facecolor="orange", alpha=0.15, zorder=0,
+                   edgecolor="none", label="a sigmoid's range (0, 1)")
     if hi + pad < 1:
         ax.text(0.98, 0.95, "a sigmoid gate could reach\nup to 1, far to the right →",
                 transform=ax.transAxes, ha="right", va="top", fontsize=8)

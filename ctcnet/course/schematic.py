@@ -166,10 +166,11 @@ class _Recorder(TorchFunctionMode):
         self.nodes.append({"kind": kind, "group": self.groups[-1] if self.groups else "", **info})
         return len(self.nodes) - 1
 
-    def connect(self, inputs: Iterable[torch.Tensor], target: int, ordered: bool = False
-                ) -> bool:
+    def connect(self, inputs: Iterable[torch.Tensor], target: int, ordered: bool = False,
+                roles: Sequence[str] | None = None) -> bool:
         """Edges from the producers of ``inputs`` to ``target``; False if none is known. With
-        ``ordered`` (a concatenation), each edge's note says its place: ``1st``, ``2nd``, ..."""
+        ``ordered`` (a concatenation), each edge's note says its place: ``1st``, ``2nd``, ...;
+        with ``roles``, the k-th edge's note says ``roles[k]`` (``+``/``−`` for a subtraction)."""
         known = False
         for k, t in enumerate(inputs):
             source = self.producer.get(id(t))
@@ -178,6 +179,8 @@ class _Recorder(TorchFunctionMode):
             node, note = source
             if ordered:
                 note = ", ".join(n for n in (note, _ordinal(k + 1)) if n)
+            elif roles is not None and k < len(roles):
+                note = ", ".join(n for n in (note, roles[k]) if n)
             self.edges.append({"source": node, "target": target, "note": note,
                                "shape": _shape(t)})
             known = True
@@ -221,7 +224,8 @@ class _Recorder(TorchFunctionMode):
                 return
         label, symbol, detail = _describe_op(name, args, kwargs, outputs, params)
         node = self.node("op", name=label, symbol=symbol, detail=detail)
-        self.connect(tracked, node, ordered=name in _ORDERED and len(tracked) > 1)
+        roles = _SIGNED[name] if name in _SIGNED and len(tracked) == 2 else None  # a − b
+        self.connect(tracked, node, ordered=name in _ORDERED and len(tracked) > 1, roles=roles)
         self.produce(outputs, node)
 
     # -- module calls ---------------------------------------------------------------------------
@@ -257,6 +261,10 @@ class _Recorder(TorchFunctionMode):
 
 #: Operations whose inputs' order matters (and is written on the arrows).
 _ORDERED = {"cat", "concat", "concatenate", "stack"}
+#: Subtractions: the notes on the arrows of the first and the second argument (``+`` for the
+#: tensor subtracted from, ``−`` for the one subtracted); ``rsub(a, b)`` is ``b − a``.
+_SIGNED = {"sub": ("+", "−"), "__sub__": ("+", "−"), "__rsub__": ("−", "+"),
+           "rsub": ("−", "+")}
 
 
 def _ordinal(k: int) -> str:
@@ -687,7 +695,7 @@ def _category(module: nn.Module) -> str:
 
 def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = None,
                size: int = 128, expand=None, shapes: bool = False, direction: str = "auto",
-               title: str | None = None, legend: bool = True):
+               title: str | None = None, legend: bool = True, dpi: float | None = None):
     """Draw the schematic of ``module`` from its own forward pass; returns the figure.
 
     Boxes are the sub-module calls of one forward pass (a shared module once per call, marked
@@ -713,6 +721,9 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
         ``"U"`` (without ``expand``) or ``"TB"``.
     title : the title above the drawing; default the module's paper name and class.
     legend : add the lines that explain the colours and symbols used.
+    dpi : the figure's resolution (pixels per inch; default matplotlib's), which sets the size
+        of the image a notebook shows: a larger ``dpi`` magnifies a tall, narrow drawing whose
+        text would otherwise look small on screen.
 
     Returns a matplotlib ``Figure``, already closed in pyplot: a notebook shows it once when it
     is the cell's last value, ``fig.savefig(path, dpi=...)`` writes it, and it needs no
@@ -763,7 +774,7 @@ def draw_block(module: nn.Module, inputs=None, *, network: nn.Module | None = No
     if title:
         x1 = max(x1, x0 + 0.3 + text_size(title, 10, "bold")[0])
     legend_h = 0.1 + 0.2 * len(rows) if rows else 0.0
-    fig = plt.figure(figsize=(x1 - x0, y1 - y0 + title_h + legend_h))
+    fig = plt.figure(figsize=(x1 - x0, y1 - y0 + title_h + legend_h), dpi=dpi)
     # closed in pyplot (it stays drawable): a notebook shows the returned figure once, not also
     # when the cell ends, and nothing stays open
     plt.close(fig)
