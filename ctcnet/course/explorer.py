@@ -34,7 +34,8 @@ from ..runtime import attention_maps
 from .book import face_batch
 from .plotting import overlay_heatmap, to_uint8
 
-__all__ = ["module_choices", "Explorer", "render", "build_explorer"]
+__all__ = ["module_choices", "Explorer", "render", "build_explorer", "fsau_map",
+           "landmark_regions"]
 
 _MDTA_SEP = " / head "
 
@@ -59,6 +60,66 @@ def module_choices(model: nn.Module, size: int = 128) -> list[str]:
         else:
             names += [f"{key}{_MDTA_SEP}{h}" for h in range(value.shape[1])]
     return names
+
+
+class _Reached(Exception):
+    """Raised by :func:`fsau_map`'s hook: the map is in hand, the rest of the network can stop."""
+
+
+def fsau_map(model: nn.Module, x: torch.Tensor, path: str = "encoder.0.fsau") -> torch.Tensor:
+    """The spatial map ``(N, 1, H, W)`` of the FSAU at ``path`` for the model input ``x``.
+
+    The same map as :func:`ctcnet.runtime.attention_maps` returns under that path, but the
+    forward pass stops as soon as the FSAU has produced it, so the map of an early stage costs a
+    fraction of a full pass (useful over many faces). Eval mode, no gradients; the model is
+    returned to its previous mode.
+    """
+    module = model.get_submodule(path)
+    if not hasattr(module, "map_tap"):
+        raise ValueError(f"{path!r} is not an FSAU (no map_tap)")
+    found = {}
+
+    def hook(_module, _inputs, output):
+        found["map"] = output.detach()
+        raise _Reached
+
+    handle = module.map_tap.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if "map" not in found:
+        raise RuntimeError(f"the forward pass never reached {path!r}")
+    return found["map"]
+
+
+def landmark_regions(landmarks: np.ndarray, side: int = 128, radius: int = 4
+                     ) -> dict[str, np.ndarray]:
+    """Three disjoint boolean masks of a ``side x side`` face crop, from its five landmarks.
+
+    ``"on the landmarks"``: within ``radius`` pixels (a square) of any landmark;
+    ``"rest of the face"``: the rest of a face box built from the landmarks (half an eye distance
+    left and right of them, 0.8 eye-to-mouth distances above the eyes to 0.5 below the mouth);
+    ``"outside the face"``: everything outside that box.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    eyes, mouth = points[:2].mean(axis=0), points[3:].mean(axis=0)
+    eye_distance = np.linalg.norm(points[1] - points[0])
+    eye_to_mouth = np.linalg.norm(mouth - eyes)
+    x0, x1 = points[:, 0].min() - 0.5 * eye_distance, points[:, 0].max() + 0.5 * eye_distance
+    y0, y1 = eyes[1] - 0.8 * eye_to_mouth, mouth[1] + 0.5 * eye_to_mouth
+    rows, cols = np.mgrid[:side, :side]
+    box = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
+    near = np.zeros((side, side), dtype=bool)
+    for x, y in points:
+        near |= (np.abs(cols - x) <= radius) & (np.abs(rows - y) <= radius)
+    return {"on the landmarks": near, "rest of the face": box & ~near, "outside the face": ~box}
 
 
 def _box(window: tuple[int, int, int], colour: str = "lime") -> Rectangle:
