@@ -114,3 +114,27 @@ def test_eyes_box_follows_the_landmarks():
     corner = CANONICAL_LANDMARKS - [45, 45]  # near the border: the box stays inside the image
     bx, by, bw, bh = eyes_box(corner)
     assert bx >= 0 and by >= 0 and bx + bw <= 128 and by + bh <= 128
+
+
+def test_select_moves_the_controls_and_redraws_once(model, faces):
+    pytest.importorskip("ipywidgets")
+    ex = build_explorer(model, faces, lam_steps=2, show_lam=False)
+    drawn = []
+    original = ex.update
+
+    def counting(*args):
+        fig = original(*args)
+        if fig is not None:
+            drawn.append(fig)
+        return fig
+
+    for w in ex.controls.values():  # count the redraws that changes trigger
+        w.unobserve(original, names="value")
+        w.observe(counting, names="value")
+    ex.select(face=1, module=ex.modules[0], window=(40, 30, 12))
+    assert len(drawn) == 0  # no redraw per control
+    values = {k: ex.controls[k].value for k in ("face", "top", "left", "size")}
+    assert values == {"face": 1, "top": 40, "left": 30, "size": 12}
+    assert ex.last_figure is not None
+    titles = " ".join(ax.get_title() for ax in ex.last_figure.axes)
+    assert "face1" in titles

@@ -37,7 +37,7 @@ class BookSettings:
     cap: str = "none"
 
 
-_SMALL = dict(train_steps=60, train_batch=4, train_patch=64, eval_images=21, lam_steps=16,
+_SMALL = dict(train_steps=30, train_batch=4, train_patch=64, eval_images=21, lam_steps=16,
               erf_inputs=4, timing_repeats=7)
 _FULL = dict(train_steps=3000, train_batch=16, train_patch=128, eval_images=10_000, lam_steps=50,
              erf_inputs=32, timing_repeats=10)

@@ -259,8 +259,9 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
 
     Returns the explorer; ``explorer.widget`` is the ``ipywidgets.VBox`` to display,
     ``explorer.controls`` the dict of controls and ``explorer.update()`` redraws the output
-    from the current control values (it is also called on every change). ``explorer.last_figure``
-    is the most recent figure.
+    from the current control values (it is also called on every change).
+    ``explorer.select(face, module, window, lam)`` moves several controls at once and redraws
+    once. ``explorer.last_figure`` is the most recent figure.
     """
     import ipywidgets as widgets
     from IPython.display import Image
@@ -281,7 +282,11 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
     }
     output = widgets.Output()
 
+    quiet = [False]  # True while select() sets several controls: one redraw, not one per control
+
     def update(*_):
+        if quiet[0]:
+            return None
         c = {k: w.value for k, w in controls.items()}
         fig = render(ex, c["face"], c["module"], (c["top"], c["left"], c["size"]), c["lam"])
         ex.last_figure = fig
@@ -295,10 +300,26 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
         plt.close(fig)
         return fig
 
+    def select(face: int | None = None, module: str | None = None,
+               window: tuple[int, int, int] | None = None, lam: bool | None = None):
+        """Move the controls to a selection (their knobs and read-outs follow) and redraw once."""
+        values = {"face": face, "module": module, "lam": lam}
+        if window is not None:
+            values.update(zip(("top", "left", "size"), window))
+        quiet[0] = True
+        try:
+            for key, value in values.items():
+                if value is not None:
+                    controls[key].value = value
+        finally:
+            quiet[0] = False
+        return update()
+
     for w in controls.values():
         w.observe(update, names="value")
     ex.controls = controls
     ex.update = update
+    ex.select = select
     ex.last_figure = None
     ex.widget = widgets.VBox([
         widgets.HBox([controls["face"], controls["module"], controls["lam"]]),

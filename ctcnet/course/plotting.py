@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter
 
 from ..data.degradation import to_uint8 as _reference_to_uint8
 
@@ -237,6 +238,10 @@ def plot_timing_runs(runs, title: str | None = None):
         left.scatter(table[case], k + jitter, s=14, color="black", zorder=3,
                      label="one pass" if k == 0 else None)
     left.set_xscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    left.xaxis.set_major_formatter(plain)
+    left.xaxis.set_minor_formatter(plain)
+    left.tick_params(axis="x", which="minor", labelsize=7)
     left.set_yticks(range(len(cases)), cases)
     left.invert_yaxis()
     left.set_xlabel("wall time of one forward pass (s, log scale)")
