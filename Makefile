@@ -1,12 +1,14 @@
 # CTCNet library + course.  From a clean machine (Python >= 3.10 and make):
 #
-#   make test    # venv + .[dev]:  pytest, ruff, notebook and repository-URL checks
+#   make test    # venv + .[dev]:  pytest, ruff, notebook, Colab-markup and repository-URL checks
 #   make book    # venv + .[book]: fetch MathJax and the widget embedder from npm (the book
 #                #   reads offline; without npm they load from a CDN), execute every notebook,
-#                #   build _build/html, check the HTML, then check every page in headless
+#                #   build _build/html, check the HTML and the prose's <!--out: …--> numbers
+#                #   against the executed notebooks, then check every page in headless
 #                #   Chromium when chromium and chromedriver are installed (BROWSER_CHECK=auto)
 #   make check-browser  # only the Chromium check of _build/html (apt-get install chromium
 #                #   chromium-driver); BROWSER_CHECK=yes|no makes it required|skipped in `make book`
+#   make check-colab  # the notebooks rendered as Colab renders them, opened in Chromium
 #   make smoke-full  # every chapter in full mode (the GPU paths) at toy sizes on the CPU
 #   make clean   # remove build outputs and caches (keeps .venv)
 #   make distclean  # also remove .venv
@@ -47,11 +49,12 @@ endif
 TORCH_STAMP := $(VENV)/.stamp-torch-$(TORCH_VERSION)
 STAMP = $(VENV)/.stamp-$(1)-$(DEPS_HASH)
 
-.PHONY: help venv venv-book venv-dev test book check-browser smoke-full timings clean distclean
+.PHONY: help venv venv-book venv-dev test book check-browser check-colab smoke-full timings clean \
+  distclean
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,22p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,24p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 $(VPY):
@@ -92,6 +95,7 @@ test: $(call STAMP,dev)
 	fi
 	ruff check .
 	$(VPY) tools/check_notebooks.py
+	$(VPY) tools/colab_view.py
 	$(VPY) tools/check_repo_url.py
 
 # ----------------------------------------------------------------------- book
@@ -108,6 +112,7 @@ book: $(call STAMP,book)
 	jupyter-book build $(BOOK_BUILD_FLAGS) .
 	@$(VPY) tools/book_timings.py
 	$(VPY) tools/check_html.py _build/html
+	$(VPY) tools/colab_view.py --check-numbers _build/jupyter_execute
 	@case "$(BROWSER_CHECK)" in \
 	  no) echo "browser check skipped (BROWSER_CHECK=no)" ;; \
 	  yes) echo "$(VPY) tools/check_browser.py _build/html"; $(VPY) tools/check_browser.py _build/html ;; \
@@ -119,6 +124,12 @@ book: $(call STAMP,book)
 
 check-browser: $(call STAMP,book)
 	$(VPY) tools/check_browser.py _build/html
+
+# tools/colab_view.py: every notebook's markdown rendered as Colab renders it (no MyST), written
+# to _build/colab_view and opened in headless Chromium with the MathJax `make book` fetched.
+check-colab: $(call STAMP,book)
+	$(VPY) tools/web_assets.py fetch
+	$(VPY) tools/colab_view.py --out _build/colab_view --browser
 
 # Full mode (a GPU's models, sizes and branches) at toy sizes on the CPU, so that the Colab paths
 # cannot rot: every chapter on the fall-back path (no authors' weights here), then the chapters

@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ctcnet.checkpoint import load_model, strip_for_release
 from ctcnet.data.offline_faces import build_offline_faces
 from ctcnet.evaluate import evaluate
+from ctcnet.weights import load_model, strip_for_release
 
 runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/ablations")
 release = Path(__file__).resolve().parent.parent / "ctcnet" / "weights" / "ablations"

@@ -2,23 +2,30 @@
 # A plain `pip install ctcnet` (no extras) works: build the wheel, install it into a fresh
 # virtualenv that holds only torch and the core dependencies, and use it as a new user would.
 #
-#   tools/check_plain_install.sh          # run by .ci/run after the tests
+#   tools/check_plain_install.sh                       # the oldest torch ctcnet declares
+#   TORCH_VERSION=2.15.0 tools/check_plain_install.sh  # .ci/run runs both
 #
 # Checks, from a folder outside the repository (so the source tree cannot be imported):
 #   * none of the extras' packages got installed (pandas, matplotlib, ... ),
 #   * `ctcnet info`, `ctcnet upscale` on a small image, `ctcnet eval` on a tiny folder (both with
 #     the shipped weights, i.e. the package data), and three training steps of `tiny`.
-# torch==$TORCH_VERSION (default 2.13.0, the lower bound in pyproject.toml) comes first: the CPU
-# build from $TORCH_CPU_INDEX when that index is reachable, else from the configured pip indexes.
-# Needs the project's .venv (made by `make test`) to build the wheel.
+# torch==$TORCH_VERSION (default: the floor of `torch>=` in pyproject.toml, tools/torch_floor.py)
+# comes first: the CPU build from $TORCH_CPU_INDEX when that index is reachable, else PyPI's
+# build (CUDA libraries included; it runs on the CPU), downloaded once into $CTCNET_WHEELHOUSE
+# when that is set (.ci/run shares it with tools/check_colab_install.sh). $PLAIN_PYTHON is the
+# venv's interpreter (default python3). Needs the project's .venv (made by `make test`) to build
+# the wheel.
 set -euo pipefail
 
-TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
+TORCH_VERSION="${TORCH_VERSION:-$("$builder" "$repo/tools/torch_floor.py")}"
+TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+wheelhouse="${CTCNET_WHEELHOUSE:-$work/wheels}"
+# this machine's pip config caps torch below the newest release (/etc/xdg/pip): not for this venv
+export PIP_CONSTRAINT=/dev/null
 # --no-compile below: these commands import a small part of torch, so byte-compiling all of it at
 # install time is wasted work (the whole script: 57 s user CPU with it, 50 s without; 2m50s wall at
 # load average ~5 on 2 cores).
@@ -37,15 +44,29 @@ missing = [n for n in needed if n not in names]
 sys.exit(f"the wheel lacks {missing}" if missing else None)
 EOF
 
-echo ">>> fresh virtualenv: torch==$TORCH_VERSION, then the wheel without extras"
-"$(command -v python3)" -m venv "$work/venv"
+plain_python="${PLAIN_PYTHON:-$(command -v python3)}"
+echo ">>> fresh virtualenv ($("$plain_python" --version)): torch==$TORCH_VERSION, then the wheel" \
+  "without extras"
+"$plain_python" -m venv "$work/venv"
 py="$work/venv/bin/python"
+t0=$(date +%s)
 if "$py" -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/torch/', method='HEAD'), timeout=8)" "$TORCH_CPU_INDEX" 2>/dev/null; then
   "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
 else
-  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION"
+  mkdir -p "$wheelhouse"
+  "$py" -m pip download -q "torch==$TORCH_VERSION" -d "$wheelhouse"
+  "$py" -m pip install -q --no-compile --no-index --find-links "$wheelhouse" "torch==$TORCH_VERSION"
 fi
+echo "    (torch installed in $(( $(date +%s) - t0 )) s)"
 "$py" -m pip install -q --no-compile "$wheel"
+"$py" - "$TORCH_VERSION" <<'EOF'
+import sys
+import torch
+release = lambda v: [int(x) for x in v.split("+")[0].split(".")] + [0] * 3
+if release(torch.__version__)[:3] != release(sys.argv[1])[:3]:
+    sys.exit(f"ERROR: installing ctcnet changed torch to {torch.__version__}")
+print(f"    torch {torch.__version__} kept")
+EOF
 ctcnet="$work/venv/bin/ctcnet"
 
 cd "$work"  # away from the source tree: what runs is the installed package
@@ -79,7 +100,11 @@ EOF
 
 echo ">>> ctcnet upscale"
 "$ctcnet" upscale tiny_face.png -o upscaled
-ls upscaled | grep -q "_sr" || { echo "ERROR: upscale wrote no SR face" >&2; exit 1; }
+"$py" - <<'EOF2'
+from PIL import Image
+size = Image.open("upscaled/tiny_face_x8.png").size
+assert size == (256, 256), f"ERROR: upscale wrote a {size} image, not the 32 px photo enlarged x8"
+EOF2
 
 echo ">>> ctcnet eval"
 "$ctcnet" eval --data faces --out evaluation

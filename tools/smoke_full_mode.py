@@ -42,8 +42,8 @@ def stand_in_official(folder: Path) -> dict[str, str]:
     import ctcnet
     from ctcnet.course.book import faces
     from ctcnet.data.offline_faces import default_root
-    from ctcnet.official import export_official_state_dict
-    from ctcnet.train import reference_init_
+    from ctcnet.model import reference_init_
+    from ctcnet.weights import export_official_state_dict
 
     torch.manual_seed(0)
     model = reference_init_(ctcnet.build_model("official"))

@@ -7,11 +7,11 @@ package; ``import ctcnet`` alone does not need them.
 """
 
 from .attention import (
+    attention_maps,
     attention_stats,
     channel_attention_weights,
     effective_rank,
     fsau_maps,
-    landmark_mask,
     mdta_matrices,
     mdta_measures,
     region_contrast,
@@ -50,17 +50,16 @@ from .receptive_field import (
     ERFResult,
     ReceptiveField,
     ReceptiveFieldError,
-    difference_verdict,
     effective_receptive_field,
     erf_maps,
     erf_radius,
     radius_summary,
-    region_pixels,
     theoretical_receptive_field,
     trace_receptive_fields,
 )
 
 __all__ = [
+    "attention_maps",
     "count_params",
     "count_flops",
     "flops_by_module",
@@ -79,8 +78,6 @@ __all__ = [
     "erf_radius",
     "erf_maps",
     "radius_summary",
-    "region_pixels",
-    "difference_verdict",
     "ERFResult",
     "lam",
     "LAMResult",
@@ -104,6 +101,5 @@ __all__ = [
     "effective_rank",
     "mdta_measures",
     "channel_attention_weights",
-    "landmark_mask",
     "region_contrast",
 ]
