@@ -138,3 +138,16 @@ def test_select_moves_the_controls_and_redraws_once(model, faces):
     assert ex.last_figure is not None
     titles = " ".join(ax.get_title() for ax in ex.last_figure.axes)
     assert "face1" in titles
+
+
+def test_plot_upscale_panels_zooms_on_the_face_box():
+    from ctcnet.course.plotting import plot_upscale_panels
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    fig = plot_upscale_panels({"a": image, "b": image + 10}, (20, 30, 10, 8))
+    top, bottom = fig.axes[0], fig.axes[2]  # row-major: first row, then second row
+    assert top.get_title() == "a"
+    # the zoomed panel shows a square 2.2 face widths wide, centred on the box
+    assert bottom.get_xlim() == pytest.approx((25 - 11, 25 + 11))
+    assert bottom.get_ylim() == pytest.approx((34 + 11, 34 - 11))
+    plt.close(fig)

@@ -27,6 +27,7 @@ __all__ = [
     "plot_zoom_rows",
     "plot_face_gains",
     "plot_paired_comparison",
+    "plot_upscale_panels",
 ]
 
 
@@ -419,5 +420,36 @@ def plot_paired_comparison(a, b, label_a: str, label_b: str, intervals: Mapping[
     right.set_ylim(-1.35 * top, 1.35 * top)
     right.set_ylabel("95 % CI around its mean (dB)")
     right.set_title("unpaired intervals against the paired one")
+    fig.tight_layout()
+    return fig
+
+
+def plot_upscale_panels(panels: Mapping[str, object], box: Sequence[float], zoom: float = 2.2):
+    """Whole photos (top row) and the region around one face (bottom row), side by side.
+
+    ``panels`` maps a title to an image (uint8 ``HxWx3`` arrays or PIL images, all of the same
+    size); ``box`` is the face's ``(x, y, w, h)`` in those pixels. The bottom row shows a square
+    ``zoom`` face widths wide around the box, enlarged with nearest neighbours; the box is drawn
+    in yellow on the top row.
+    """
+    images = {name: np.asarray(image)[..., :3] for name, image in panels.items()}
+    x, y, w, h = box
+    side = zoom * max(w, h)
+    cx, cy = x + w / 2, y + h / 2
+    fig, axes = plt.subplots(2, len(images), figsize=(3 * len(images), 6.2), squeeze=False)
+    for k, (name, image) in enumerate(images.items()):
+        top, bottom = axes[0, k], axes[1, k]
+        top.imshow(image)
+        top.add_patch(Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False,
+                                edgecolor="yellow", lw=1.2))
+        top.set_title(name, fontsize=9)
+        bottom.imshow(image, interpolation="nearest")
+        bottom.set_xlim(cx - side / 2, cx + side / 2)
+        bottom.set_ylim(cy + side / 2, cy - side / 2)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("whole photo")
+    axes[1, 0].set_ylabel("around the face")
     fig.tight_layout()
     return fig
