@@ -70,7 +70,7 @@ class _Reached(Exception):
 def fsau_map(model: nn.Module, x: torch.Tensor, path: str = "encoder.0.fsau") -> torch.Tensor:
     """The spatial map ``(N, 1, H, W)`` of the FSAU at ``path`` for the model input ``x``.
 
-    The same map as :func:`ctcnet.runtime.attention_maps` returns under that path, but the
+    The same map as :func:`ctcnet.analysis.attention.attention_maps` returns under that path, but the
     forward pass stops as soon as the FSAU has produced it, so the map of an early stage costs a
     fraction of a full pass (useful over many faces). Eval mode, no gradients; the model is
     returned to its previous mode.
