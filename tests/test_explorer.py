@@ -67,9 +67,9 @@ def test_build_explorer_headless_update(model, faces):
 
 
 def test_fsau_map_stops_early_with_the_same_map(model, faces):
+    from ctcnet.analysis.attention import attention_maps
     from ctcnet.course.book import face_batch
     from ctcnet.course.explorer import fsau_map
-    from ctcnet.analysis.attention import attention_maps
 
     x = face_batch([image for _, image in faces])["lr_up"]
     _, maps = attention_maps(model, x)
