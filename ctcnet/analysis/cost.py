@@ -37,7 +37,9 @@ Restormer (Zamir et al., CVPR 2022), whose MDTA CTCNet uses.
 from __future__ import annotations
 
 import copy
+import math
 import os
+import random
 import resource
 import statistics
 import threading
@@ -70,6 +72,10 @@ __all__ = [
     "spatial_attention_flops",
     "scaling_table",
     "profile_modules",
+    "median_interval",
+    "TimingRuns",
+    "time_forward_passes",
+    "peak_memory",
 ]
 
 #: fvcore release whose ``FlopCountAnalysis`` handles :func:`fvcore_style_macs` follows.
@@ -838,6 +844,68 @@ def _measure(model: nn.Module, shape, repeats: int, device) -> dict[str, float]:
     return {"latency_s": statistics.median(times), "peak_mem_mib": peak / 2**20}
 
 
+class _ModuleClock:
+    """Forward pre/post hooks that time every top-level unit and every module class of a model.
+
+    Each hook reads :func:`time.perf_counter` (after ``torch.cuda.synchronize`` on CUDA, which
+    serialises the GPU and makes the totals slightly pessimistic). Leaf layers (convolutions,
+    norms) are not hooked: they would only add overhead. While :attr:`recording` is true, each
+    finished call adds its inclusive time to ``times[(level, name)]`` and one to ``calls``.
+    Use as a context manager: the hooks are removed on exit.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.recording = False
+        self.times: dict[tuple[str, str], float] = defaultdict(float)
+        self.calls: dict[tuple[str, str], int] = defaultdict(int)
+        self._starts: dict[str, list[float]] = defaultdict(list)
+        self._handles: list = []
+
+    def reset(self) -> None:
+        self.times.clear()
+        self.calls.clear()
+
+    def _pre(self, name: str) -> Callable:
+        def hook(module, inputs):
+            _sync(self.device)
+            self._starts[name].append(time.perf_counter())
+
+        return hook
+
+    def _post(self, name: str, keys: list[tuple[str, str]]) -> Callable:
+        def hook(module, inputs, output):
+            _sync(self.device)
+            elapsed = time.perf_counter() - self._starts[name].pop()
+            if self.recording:
+                for key in keys:
+                    self.times[key] += elapsed
+                    self.calls[key] += 1
+
+        return hook
+
+    def __enter__(self) -> _ModuleClock:
+        units = {u.path for u in _units(self.model, parts=False)}
+        units = units or {name for name, _ in self.model.named_children()}
+        for name, module in self.model.named_modules():
+            if not name or isinstance(module, _CONTAINERS):
+                continue
+            is_leaf = not any(True for _ in module.children())
+            if is_leaf and name not in units:
+                continue
+            keys = [] if is_leaf else [("type", type(module).__name__)]
+            if name in units:
+                keys.append(("unit", name))
+            self._handles.append(module.register_forward_pre_hook(self._pre(name)))
+            self._handles.append(module.register_forward_hook(self._post(name, keys)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
 def profile_modules(
     model: nn.Module, x: torch.Tensor, device=None, repeats: int = 3, warmup: int = 1
 ) -> pd.DataFrame:
@@ -846,7 +914,9 @@ def profile_modules(
     Each hook reads :func:`time.perf_counter` (after ``torch.cuda.synchronize`` on CUDA, which
     serialises the GPU and makes the totals slightly pessimistic). Times are inclusive of
     sub-modules and averaged over ``repeats`` forward passes (after ``warmup``) under
-    ``torch.no_grad``; a module called several times per forward sums its calls.
+    ``torch.no_grad``; a module called several times per forward sums its calls. For times with
+    their spread, interleaved with plain passes of other configurations, use
+    :func:`time_forward_passes` with ``profile=``.
 
     Returns
     -------
@@ -860,69 +930,249 @@ def profile_modules(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
     x = x.to(device)
-    units = {u.path for u in _units(model, parts=False)}
-    units = units or {name for name, _ in model.named_children()}
-    times: dict[tuple[str, str], float] = defaultdict(float)
-    calls: dict[tuple[str, str], int] = defaultdict(int)
-    starts: dict[str, list[float]] = defaultdict(list)
-    recording = [False]
-    handles = []
-    skip_types = _CONTAINERS
-
-    def pre(name):
-        def hook(module, inputs):
-            _sync(device)
-            starts[name].append(time.perf_counter())
-
-        return hook
-
-    def post(name, keys):
-        def hook(module, inputs, output):
-            _sync(device)
-            elapsed = time.perf_counter() - starts[name].pop()
-            if recording[0]:
-                for key in keys:
-                    times[key] += elapsed
-                    calls[key] += 1
-
-        return hook
-
-    for name, module in model.named_modules():
-        if not name or isinstance(module, skip_types):
-            continue
-        is_leaf = not any(True for _ in module.children())
-        if is_leaf and name not in units:
-            continue  # leaf layers (convs, norms) would only add hook overhead
-        keys = [] if is_leaf else [("type", type(module).__name__)]
-        if name in units:
-            keys.append(("unit", name))
-        handles.append(module.register_forward_pre_hook(pre(name)))
-        handles.append(module.register_forward_hook(post(name, keys)))
     totals = []
-    try:
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                recording[0] = i >= warmup
-                _sync(device)
-                start = time.perf_counter()
-                model(x)
-                _sync(device)
-                if recording[0]:
-                    totals.append(time.perf_counter() - start)
-    finally:
-        for h in handles:
-            h.remove()
+    with _ModuleClock(model, device) as clock, torch.no_grad():
+        for i in range(warmup + repeats):
+            clock.recording = i >= warmup
+            _sync(device)
+            start = time.perf_counter()
+            model(x)
+            _sync(device)
+            if clock.recording:
+                totals.append(time.perf_counter() - start)
     forward_ms = 1e3 * sum(totals) / len(totals)
     rows = [
         {
             "level": level,
             "module": name,
-            "calls": calls[(level, name)] // repeats,
+            "calls": clock.calls[(level, name)] // repeats,
             "ms": 1e3 * t / repeats,
             "share": 1e3 * t / repeats / forward_ms,
         }
-        for (level, name), t in times.items()
+        for (level, name), t in clock.times.items()
     ]
     df = pd.DataFrame(rows).sort_values(["level", "ms"], ascending=[False, False])
     total = {"level": "total", "module": "forward", "calls": 1, "ms": forward_ms, "share": 1.0}
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Timings with their spread: interleaved rounds, order-statistic intervals
+# --------------------------------------------------------------------------------------------
+
+
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """A distribution-free confidence interval for the median of independent measurements.
+
+    The interval between the ``k``-th smallest and the ``k``-th largest of ``n`` values covers
+    the true median with probability ``1 - 2 P(Binomial(n, 1/2) < k)``, whatever the
+    distribution (the sign-test interval). The widest ``k`` whose coverage is at least ``level``
+    is taken; with too few values for ``level`` (``n < 6`` for 95 %), ``(min, max)`` is
+    returned with the coverage it has.
+
+    Returns
+    -------
+    (low, high, coverage)
+    """
+    x = sorted(float(v) for v in values)
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"an interval needs at least 2 values, got {n}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+
+    def coverage(k: int) -> float:  # P(x_(k) <= median <= x_(n+1-k))
+        return 1.0 - 2.0 * sum(math.comb(n, i) for i in range(k)) / 2.0**n
+
+    k = 1
+    while k + 1 <= n // 2 and coverage(k + 1) >= level:
+        k += 1
+    return x[k - 1], x[n - k], coverage(k)
+
+
+@dataclass
+class TimingRuns:
+    """Wall times of forward passes measured by :func:`time_forward_passes`.
+
+    Attributes
+    ----------
+    passes : pandas.DataFrame
+        One row per timed pass: ``case``, ``round``, ``position`` (its place within the round,
+        0 = first), ``seconds``.
+    modules : pandas.DataFrame
+        For the profiled case's hooked passes, one row per (round, module class or unit):
+        ``round``, ``level`` (``"type"`` or ``"unit"``, as in :func:`profile_modules`),
+        ``module``, ``calls``, ``ms``. Empty when no case was profiled.
+    profiled : str or None
+        The case that was also run with module hooks; its hooked passes are the case
+        ``f"{profiled} (hooks)"`` of :attr:`passes`.
+    """
+
+    passes: pd.DataFrame
+    modules: pd.DataFrame
+    profiled: str | None = None
+
+    @property
+    def hooked(self) -> str | None:
+        """Name of the case of hooked passes in :attr:`passes` (``None`` without a profile)."""
+        return None if self.profiled is None else f"{self.profiled} (hooks)"
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        """Per case, in the order given: ``passes``, ``median_s``, the interval of the median
+        (:func:`median_interval`: ``low_s``, ``high_s``, its ``coverage``), ``min_s``,
+        ``max_s`` and ``max/min`` (the spread of single passes)."""
+        rows = []
+        for case, seconds in self.passes.groupby("case", sort=False)["seconds"]:
+            low, high, cover = median_interval(seconds, level)
+            rows.append({"case": case, "passes": len(seconds), "median_s": seconds.median(),
+                         "low_s": low, "high_s": high, "coverage": cover,
+                         "min_s": seconds.min(), "max_s": seconds.max(),
+                         "max/min": seconds.max() / seconds.min()})
+        return pd.DataFrame(rows).set_index("case")
+
+    def first_rounds(self, n: int) -> TimingRuns:
+        """The same measurement cut to its first ``n`` rounds (to see what fewer rounds give)."""
+        return TimingRuns(self.passes[self.passes["round"] < n].reset_index(drop=True),
+                          self.modules[self.modules["round"] < n].reset_index(drop=True),
+                          self.profiled)
+
+    def per_round(self) -> pd.DataFrame:
+        """Seconds as a ``round x case`` table: the cases of one round ran back to back."""
+        return self.passes.pivot(index="round", columns="case", values="seconds")[
+            list(dict.fromkeys(self.passes["case"]))]
+
+    def ratio(self, case: str, baseline: str, level: float = 0.95) -> dict[str, float]:
+        """``case`` over ``baseline``, round by round (paired: the two ran back to back, so a
+        slow-down of the machine that lasts a round cancels): the median ratio, the interval
+        of the median (:func:`median_interval`) and the smallest and largest ratio."""
+        table = self.per_round()
+        r = table[case] / table[baseline]
+        low, high, cover = median_interval(r, level)
+        return {"median": float(r.median()), "low": low, "high": high, "coverage": cover,
+                "min": float(r.min()), "max": float(r.max()), "rounds": len(r)}
+
+    def module_table(self, flops: pd.DataFrame | None = None, level: str = "type") -> pd.DataFrame:
+        """Every module class (``level="type"``) or unit (``"unit"``) of the profiled case.
+
+        Columns: ``calls`` (per forward), ``ms`` (median over the hooked passes), ``time share``
+        (of the hooked forward, the median over rounds of the round's share), ``min share`` and
+        ``max share`` over the rounds; with ``flops`` (the output of
+        :func:`flops_by_module` with ``by="type"``, for the same network and input),
+        ``FLOP share`` and ``time / FLOPs`` (time share over FLOP share: median, min and max
+        over the rounds). Sorted by time share; every class is kept."""
+        if self.modules.empty:
+            raise ValueError("no case was profiled: pass profile= to time_forward_passes")
+        hooked = self.passes[self.passes["case"] == self.hooked].set_index("round")["seconds"]
+        rows = self.modules[self.modules["level"] == level].copy()
+        rows["share"] = rows["ms"] / (1e3 * rows["round"].map(hooked))
+        grouped = rows.groupby("module")
+        table = pd.DataFrame({
+            "calls": grouped["calls"].median().astype(int),
+            "ms": grouped["ms"].median(),
+            "time share": grouped["share"].median(),
+            "min share": grouped["share"].min(),
+            "max share": grouped["share"].max(),
+        })
+        if flops is not None:
+            flop_share = flops.set_index("module")["share"].reindex(table.index)
+            table["FLOP share"] = flop_share
+            ratio = rows["share"] / rows["module"].map(flop_share.where(flop_share > 0))
+            by_module = ratio.groupby(rows["module"])
+            table["time / FLOPs"] = by_module.median()
+            table["min ratio"] = by_module.min()
+            table["max ratio"] = by_module.max()
+        table.index.name = "module"
+        return table.sort_values("time share", ascending=False)
+
+
+def time_forward_passes(
+    cases: dict[str, tuple[nn.Module, Sequence[int]]],
+    rounds: int = 7,
+    warmup: int = 1,
+    profile: str | None = None,
+    device=None,
+    seed: int = 0,
+) -> TimingRuns:
+    """Time single forward passes of several (model, input shape) cases, interleaved.
+
+    One *round* runs every case once, in an order shuffled anew each round (``seed``), so
+    that a slow-down of a shared machine (another job, a warm-up, thermal throttling) spreads
+    over all cases instead of landing on whichever ran last; the cases of one round can then
+    be compared as pairs (:meth:`TimingRuns.ratio`). Before the rounds, every case runs
+    ``warmup`` untimed passes (lazy initialisation, allocator, kernel selection).
+
+    With ``profile`` (one of the case names), that case also runs once per round with
+    :func:`profile_modules`' hooks attached, as an extra case ``"<name> (hooks)"``: its module
+    times come from the same rounds as the plain timings, and the plain and hooked passes of
+    the same network give the overhead of the hooks.
+
+    Each pass runs under ``torch.no_grad`` on a fixed random input in ``[-1, 1]``; on CUDA the
+    device is synchronised before the clock stops. Memory is not sampled here (a sampling
+    thread would share the CPU with the passes being timed): use :func:`scaling_table`.
+
+    Returns
+    -------
+    TimingRuns
+    """
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1 and warmup >= 0, got {rounds} and {warmup}")
+    if not cases:
+        raise ValueError("no case to time")
+    if profile is not None and profile not in cases:
+        raise ValueError(f"profile must name one of the cases {sorted(cases)}, not {profile!r}")
+    inputs = {}
+    for name, (model, shape) in cases.items():
+        dev = torch.device(device) if device is not None else next(model.parameters()).device
+        model.to(dev).eval()
+        generator = torch.Generator().manual_seed(seed)
+        inputs[name] = (torch.rand(tuple(shape), generator=generator) * 2 - 1).to(dev)
+    hooked = None if profile is None else f"{profile} (hooks)"
+    order = list(cases) + ([hooked] if hooked else [])
+    rng = random.Random(seed)
+    passes, modules = [], []
+
+    def one_pass(name: str) -> float:
+        base = profile if name == hooked else name
+        model, x = cases[base][0], inputs[base]
+        _sync(x.device)
+        start = time.perf_counter()
+        model(x)
+        _sync(x.device)
+        return time.perf_counter() - start
+
+    def hooked_pass(r: int | None) -> float:
+        # the hooks exist only during this pass: the plain passes of the same model carry none
+        with _ModuleClock(cases[profile][0], inputs[profile].device) as clock:
+            clock.recording = True
+            seconds = one_pass(hooked)
+        if r is not None:
+            modules.extend({"round": r, "level": level, "module": module,
+                            "calls": clock.calls[(level, module)], "ms": 1e3 * t}
+                           for (level, module), t in clock.times.items())
+        return seconds
+
+    with torch.no_grad():
+        for name in order:
+            for _ in range(warmup):
+                hooked_pass(None) if name == hooked else one_pass(name)
+        for r in range(rounds):
+            this_round = order[:]
+            rng.shuffle(this_round)
+            for position, name in enumerate(this_round):
+                seconds = hooked_pass(r) if name == hooked else one_pass(name)
+                passes.append({"case": name, "round": r, "position": position,
+                               "seconds": seconds})
+    passes_df = pd.DataFrame(passes)
+    passes_df["case"] = pd.Categorical(passes_df["case"], categories=order, ordered=True)
+    passes_df = passes_df.sort_values(["case", "round"], ignore_index=True)
+    passes_df["case"] = passes_df["case"].astype(str)
+    modules_df = pd.DataFrame(modules, columns=["round", "level", "module", "calls", "ms"])
+    return TimingRuns(passes_df, modules_df, profile)
+
+
+def peak_memory(model: nn.Module, input_shape: Sequence[int], device=None) -> float:
+    """Peak memory increase (MiB) of one forward pass under ``torch.no_grad``, after a warm-up
+    pass: the allocator's peak on CUDA; on a CPU the peak resident set size sampled every 2 ms,
+    which includes the allocator's caches and is only indicative (a pass that needs no more
+    than the warm-up already took reads close to 0)."""
+    return _measure(model, input_shape, 1, device)["peak_mem_mib"]

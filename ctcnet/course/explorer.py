@@ -35,7 +35,8 @@ from ..model import FSAU
 from .book import face_batch
 from .plotting import overlay_heatmap, to_uint8
 
-__all__ = ["module_choices", "Explorer", "render", "build_explorer"]
+__all__ = ["module_choices", "Explorer", "render", "build_explorer", "fsau_map",
+           "landmark_regions"]
 
 _MDTA_SEP = " / head "
 
@@ -60,6 +61,69 @@ def module_choices(model: nn.Module, size: int = 128) -> list[str]:
         else:
             names += [f"{key}{_MDTA_SEP}{h}" for h in range(value.shape[1])]
     return names
+
+
+class _Reached(Exception):
+    """Raised by :func:`fsau_map`'s hook: the map is in hand, the rest of the network can stop."""
+
+
+def fsau_map(model: nn.Module, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
+    """The spatial map ``(N, 1, H, W)`` of the FSAU at ``path`` (default: the network's first
+    FSAU) for the model input ``x``.
+
+    The same map as :func:`ctcnet.analysis.attention.attention_maps` returns under that path, but the
+    forward pass stops as soon as the FSAU has produced it, so the map of an early stage costs a
+    fraction of a full pass (useful over many faces). Eval mode, no gradients; the model is
+    returned to its previous mode.
+    """
+    if path is None:
+        path = next((name for name, m in model.named_modules() if hasattr(m, "map_tap")), "")
+    module = model.get_submodule(path)
+    if not hasattr(module, "map_tap"):
+        raise ValueError(f"{path!r} is not an FSAU (no map_tap)")
+    found = {}
+
+    def hook(_module, _inputs, output):
+        found["map"] = output.detach()
+        raise _Reached
+
+    handle = module.map_tap.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if "map" not in found:
+        raise RuntimeError(f"the forward pass never reached {path!r}")
+    return found["map"]
+
+
+def landmark_regions(landmarks: np.ndarray, side: int = 128, radius: int = 4
+                     ) -> dict[str, np.ndarray]:
+    """Three disjoint boolean masks of a ``side x side`` face crop, from its five landmarks.
+
+    ``"on the landmarks"``: within ``radius`` pixels (a square) of any landmark;
+    ``"rest of the face"``: the rest of a face box built from the landmarks (half an eye distance
+    left and right of them, 0.8 eye-to-mouth distances above the eyes to 0.5 below the mouth);
+    ``"outside the face"``: everything outside that box.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    eyes, mouth = points[:2].mean(axis=0), points[3:].mean(axis=0)
+    eye_distance = np.linalg.norm(points[1] - points[0])
+    eye_to_mouth = np.linalg.norm(mouth - eyes)
+    x0, x1 = points[:, 0].min() - 0.5 * eye_distance, points[:, 0].max() + 0.5 * eye_distance
+    y0, y1 = eyes[1] - 0.8 * eye_to_mouth, mouth[1] + 0.5 * eye_to_mouth
+    rows, cols = np.mgrid[:side, :side]
+    box = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
+    near = np.zeros((side, side), dtype=bool)
+    for x, y in points:
+        near |= (np.abs(cols - x) <= radius) & (np.abs(rows - y) <= radius)
+    return {"on the landmarks": near, "rest of the face": box & ~near, "outside the face": ~box}
 
 
 def _box(window: tuple[int, int, int], colour: str = "lime") -> Rectangle:
@@ -199,8 +263,9 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
 
     Returns the explorer; ``explorer.widget`` is the ``ipywidgets.VBox`` to display,
     ``explorer.controls`` the dict of controls and ``explorer.update()`` redraws the output
-    from the current control values (it is also called on every change). ``explorer.last_figure``
-    is the most recent figure.
+    from the current control values (it is also called on every change).
+    ``explorer.select(face, module, window, lam)`` moves several controls at once and redraws
+    once. ``explorer.last_figure`` is the most recent figure.
     """
     # deferred: ipywidgets (and the IPython it runs in) are in the book extra, needed only here
     import ipywidgets as widgets
@@ -222,7 +287,11 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
     }
     output = widgets.Output()
 
+    quiet = [False]  # True while select() sets several controls: one redraw, not one per control
+
     def update(*_):
+        if quiet[0]:
+            return None
         c = {k: w.value for k, w in controls.items()}
         fig = render(ex, c["face"], c["module"], (c["top"], c["left"], c["size"]), c["lam"])
         ex.last_figure = fig
@@ -236,10 +305,26 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
         plt.close(fig)
         return fig
 
+    def select(face: int | None = None, module: str | None = None,
+               window: tuple[int, int, int] | None = None, lam: bool | None = None):
+        """Move the controls to a selection (their knobs and read-outs follow) and redraw once."""
+        values = {"face": face, "module": module, "lam": lam}
+        if window is not None:
+            values.update(zip(("top", "left", "size"), window))
+        quiet[0] = True
+        try:
+            for key, value in values.items():
+                if value is not None:
+                    controls[key].value = value
+        finally:
+            quiet[0] = False
+        return update()
+
     for w in controls.values():
         w.observe(update, names="value")
     ex.controls = controls
     ex.update = update
+    ex.select = select
     ex.last_figure = None
     ex.widget = widgets.VBox([
         widgets.HBox([controls["face"], controls["module"], controls["lam"]]),

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+from PIL import Image
 
 from ..pixels import to_uint8 as _reference_to_uint8
 
@@ -22,6 +23,13 @@ __all__ = [
     "plot_mdta_heads",
     "plot_erf",
     "plot_share_bars",
+    "plot_timing_runs",
+    "plot_time_per_flop",
+    "eyes_box",
+    "plot_zoom_rows",
+    "plot_face_gains",
+    "plot_paired_comparison",
+    "plot_upscale_panels",
 ]
 
 
@@ -229,5 +237,243 @@ def plot_share_bars(counts: Mapping[str, float], xlabel: str, ylabel: str = "", 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_timing_runs(runs, title: str | None = None):
+    """Every timed pass of a :class:`ctcnet.analysis.cost.TimingRuns`, two ways.
+
+    Left: the passes of each case as dots (one per round), with the median (bar) and the
+    interval of the median from :meth:`~ctcnet.analysis.cost.TimingRuns.summary` (shaded).
+    Right: seconds against the round, one line per case, each divided by its own median, so
+    that rounds in which the whole machine was slow show up as a common bump.
+    """
+    summary = runs.summary()
+    table = runs.per_round()
+    cases = list(summary.index)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.55 * len(cases) + 2.2),
+                                      gridspec_kw={"width_ratios": [1.25, 1]})
+    jitter = np.linspace(-0.18, 0.18, len(table))
+    for k, case in enumerate(cases):
+        row = summary.loc[case]
+        left.fill_betweenx([k - 0.3, k + 0.3], row["low_s"], row["high_s"], color="tab:blue",
+                           alpha=0.15, lw=0, label="interval of the median" if k == 0 else None)
+        left.plot([row["median_s"]] * 2, [k - 0.3, k + 0.3], color="tab:blue", lw=2,
+                  label="median" if k == 0 else None)
+        left.scatter(table[case], k + jitter, s=14, color="black", zorder=3,
+                     label="one pass" if k == 0 else None)
+    left.set_xscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    left.xaxis.set_major_formatter(plain)
+    left.xaxis.set_minor_formatter(plain)
+    left.tick_params(axis="x", which="minor", labelsize=7)
+    left.set_yticks(range(len(cases)), cases)
+    left.invert_yaxis()
+    left.set_xlabel("wall time of one forward pass (s, log scale)")
+    left.legend(fontsize=8, loc="best")
+    left.set_title("every pass, its median and the median's interval", fontsize=10)
+    for case in cases:
+        right.plot(table.index, table[case] / table[case].median(), marker="o", ms=3, label=case)
+    right.axhline(1, color="gray", lw=0.8, ls=":")
+    right.set_xlabel("round")
+    right.set_ylabel("time / the case's median")
+    right.set_title("round by round: common bumps are the machine", fontsize=10)
+    right.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_per_flop(table, title: str | None = None):
+    """Time share against FLOP share per module class, from
+    :meth:`ctcnet.analysis.cost.TimingRuns.module_table` with ``flops``.
+
+    Left: both shares per class, the time share with its range over the rounds. Right: the
+    ratio time share / FLOP share on a log scale, with its range over the rounds; classes
+    without FLOPs (pure element-wise work) are listed under the axis instead.
+    """
+    rows = table.sort_values("time share", ascending=False)
+    counted = rows[rows["FLOP share"] > 0]
+    free = [m for m in rows.index if not rows.loc[m, "FLOP share"] > 0]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.2 + 0.36 * len(rows)))
+    pos = np.arange(len(rows))
+    t = rows["time share"] * 100
+    left.barh(pos - 0.2, t, height=0.4, color="tab:orange", label="time (median over rounds)",
+              xerr=[t - rows["min share"] * 100, rows["max share"] * 100 - t],
+              error_kw={"elinewidth": 0.8, "capsize": 2})
+    left.barh(pos + 0.2, rows["FLOP share"].fillna(0) * 100, height=0.4, color="tab:blue",
+              label="FLOPs")
+    left.set_yticks(pos, rows.index)
+    left.invert_yaxis()
+    left.set_xlabel("share of the forward pass (%), inclusive of sub-modules")
+    left.legend(fontsize=8, loc="lower right")
+    left.set_title("shares (bars: min to max over rounds)", fontsize=10)
+    pos = np.arange(len(counted))
+    r = counted["time / FLOPs"]
+    right.errorbar(r, pos, xerr=[r - counted["min ratio"], counted["max ratio"] - r], fmt="o",
+                   color="black", capsize=3)
+    right.axvline(1, color="gray", lw=0.8, ls=":")
+    right.set_xscale("log")
+    right.set_yticks(pos, counted.index)
+    right.invert_yaxis()
+    right.set_xlabel("time share / FLOP share (log scale; 1 = as the FLOPs predict)")
+    right.set_title("time per FLOP, relative to the whole network", fontsize=10)
+    if free:
+        right.text(0.0, -0.12 - 0.02 * len(counted) ** 0.5, "no FLOPs counted: " + ", ".join(free),
+                   transform=right.transAxes, fontsize=8, va="top")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def eyes_box(landmarks, side: int = 128, width: float = 2.4, height: float = 1.0
+             ) -> tuple[int, int, int, int]:
+    """A zoom box ``(x, y, w, h)`` around both eyes of one face, from its five landmarks.
+
+    ``landmarks`` is 5x2 (x, y) in the order of :data:`ctcnet.faces.CANONICAL_LANDMARKS` (left
+    eye, right eye, nose tip, mouth corners). The box is centred on the middle of the eyes,
+    ``width`` eye distances wide and ``height`` eye distances high, and kept inside a
+    ``side x side`` image, so it follows each face instead of assuming where eyes are.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    (x0, y0), (x1, y1) = points[0], points[1]
+    eye_distance = max(float(np.hypot(x1 - x0, y1 - y0)), 4.0)
+    w = int(min(side, round(width * eye_distance)))
+    h = int(min(side, round(height * eye_distance)))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    x = int(np.clip(round(cx - w / 2), 0, side - w))
+    y = int(np.clip(round(cy - h / 2), 0, side - h))
+    return x, y, w, h
+
+
+def plot_zoom_rows(rows: Sequence[Mapping], title: str | None = None):
+    """One row per face: LR (enlarged), bicubic, SR, HR and a zoom column.
+
+    Each row is a mapping with ``lr``, ``bicubic``, ``sr``, ``hr`` (uint8 ``HxWx3``; ``lr`` is
+    enlarged with nearest neighbours to the size of ``hr``), ``box`` ``(x, y, w, h)`` in HR
+    pixels, ``label`` (the row's y label) and optionally ``landmarks`` (5x2, drawn on the HR
+    panel) and ``box_source`` (e.g. "landmarks", shown in the zoom title). The zoom column
+    stacks the box of bicubic, SR and HR, top to bottom.
+    """
+    fig, axes = plt.subplots(len(rows), 5, figsize=(12, 2.6 * len(rows)), squeeze=False)
+    for axes_row, row in zip(axes, rows):
+        hr = to_uint8(row["hr"])
+        lr = to_uint8(row["lr"])
+        lr_big = np.asarray(Image.fromarray(lr).resize(hr.shape[1::-1], Image.NEAREST))
+        bic, sr = to_uint8(row["bicubic"]), to_uint8(row["sr"])
+        x, y, w, h = row["box"]
+        zoom = np.concatenate([p[y:y + h, x:x + w] for p in (bic, sr, hr)], axis=0)
+        source = row.get("box_source")
+        panels = [(f"LR {lr.shape[0]}×{lr.shape[1]}", lr_big), ("bicubic", bic),
+                  ("SR (model)", sr), ("HR", hr),
+                  ("eyes" + (f" ({source})" if source else "") + ", top to bottom:\n"
+                   "bicubic, SR, HR", zoom)]
+        for ax, (label, image) in zip(axes_row, panels):
+            ax.imshow(image)
+            ax.set_title(label, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes_row[3].add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="yellow",
+                                        lw=1.2))
+        if row.get("landmarks") is not None:
+            points = np.asarray(row["landmarks"])
+            axes_row[3].plot(points[:, 0], points[:, 1], "r.", ms=4)
+        axes_row[0].set_ylabel(row.get("label", ""), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_face_gains(names: Sequence[str], gains, interval=None, title: str | None = None,
+                    xlabel: str = "PSNR(model) − PSNR(bicubic) (dB)"):
+    """A horizontal bar per face (sorted as given; green above 0, red below), with the mean and
+    its confidence interval (``interval``: an object with ``mean``, ``low``, ``high``, such as
+    :class:`ctcnet.metrics.BootstrapCI`) as a line and a band."""
+    gains = np.asarray(gains, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.24 * len(gains)))
+    ax.barh(range(len(gains)), gains, color=np.where(gains >= 0, "#74c476", "#fb6a4a"))
+    ax.axvline(0, color="black", lw=0.8)
+    if interval is not None:
+        ax.axvspan(interval.low, interval.high, color="tab:blue", alpha=0.15,
+                   label="95 % CI of the mean")
+        ax.axvline(interval.mean, color="tab:blue", lw=1.2, label="mean gain")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(gains)), list(names), fontsize=7)
+    ax.set_ylim(-0.6, len(gains) - 0.4)
+    ax.set_ylabel("face (sorted by gain)")
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired_comparison(a, b, label_a: str, label_b: str, intervals: Mapping[str, object],
+                           paired: str):
+    """Two models scored on the same faces.
+
+    Left: one point per face, ``b`` on x and ``a`` on y, with the diagonal of equal scores.
+    Right: the 95 % intervals in ``intervals`` (name -> object with ``mean``, ``low``,
+    ``high``), each drawn around its own mean on one dB scale; the one named ``paired`` in red.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.scatter(b, a, s=18)
+    lims = [min(a.min(), b.min()) - 0.5, max(a.max(), b.max()) + 0.5]
+    left.plot(lims, lims, "k--", lw=0.8, label="equal PSNR")
+    left.set_xlabel(f"PSNR of the {label_b} (dB)")
+    left.set_ylabel(f"PSNR of the {label_a} (dB)")
+    left.set_title("one point per test face")
+    left.legend(fontsize=8)
+    names = list(intervals)
+    for k, name in enumerate(names):
+        ci = intervals[name]
+        right.errorbar([k], [0], yerr=[[ci.mean - ci.low], [ci.high - ci.mean]], fmt="o",
+                       color="tab:red" if name == paired else "tab:blue", capsize=6)
+        text = f"mean {ci.mean:+.2f} dB" if name == paired else f"mean {ci.mean:.2f} dB"
+        right.annotate(text, (k, ci.high - ci.mean), textcoords="offset points", xytext=(0, 8),
+                       ha="center", fontsize=8)
+    right.axhline(0, color="gray", lw=0.6, ls=":")
+    right.set_xticks(range(len(names)), names, fontsize=8)
+    right.set_xlim(-0.5, len(names) - 0.5)
+    top = max(intervals[n].high - intervals[n].mean for n in names)
+    right.set_ylim(-1.35 * top, 1.35 * top)
+    right.set_ylabel("95 % CI around its mean (dB)")
+    right.set_title("unpaired intervals against the paired one")
+    fig.tight_layout()
+    return fig
+
+
+def plot_upscale_panels(panels: Mapping[str, object], box: Sequence[float], zoom: float = 2.2):
+    """Whole photos (top row) and the region around one face (bottom row), side by side.
+
+    ``panels`` maps a title to an image (uint8 ``HxWx3`` arrays or PIL images, all of the same
+    size); ``box`` is the face's ``(x, y, w, h)`` in those pixels. The bottom row shows a square
+    ``zoom`` face widths wide around the box, enlarged with nearest neighbours; the box is drawn
+    in yellow on the top row.
+    """
+    images = {name: np.asarray(image)[..., :3] for name, image in panels.items()}
+    x, y, w, h = box
+    side = zoom * max(w, h)
+    cx, cy = x + w / 2, y + h / 2
+    fig, axes = plt.subplots(2, len(images), figsize=(3 * len(images), 6.2), squeeze=False)
+    for k, (name, image) in enumerate(images.items()):
+        top, bottom = axes[0, k], axes[1, k]
+        top.imshow(image)
+        top.add_patch(Rectangle((cx - side / 2, cy - side / 2), side, side, fill=False,
+                                edgecolor="yellow", lw=1.2))
+        top.set_title(name, fontsize=9)
+        bottom.imshow(image, interpolation="nearest")
+        bottom.set_xlim(cx - side / 2, cx + side / 2)
+        bottom.set_ylim(cy + side / 2, cy - side / 2)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("whole photo")
+    axes[1, 0].set_ylabel("around the face")
     fig.tight_layout()
     return fig
