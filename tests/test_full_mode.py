@@ -197,6 +197,57 @@ def test_restore_crops_refuses_an_entry_outside_the_crops(tmp_path):
     assert not (tmp_path / "evil.png").exists() and not (tmp_path / "new").exists()
 
 
+def test_restore_crops_accepts_an_archive_packed_by_hand_with_tar(tmp_path):
+    """``tar -cf A -C ROOT celeba/train celeba/test celeba/manifest.json`` (the appendix's
+    by-hand command) also stores the folders; they are skipped, the faces come back."""
+    import tarfile
+    before = _prepared(tmp_path / "session1")
+    archive = tmp_path / "drive" / "crops.tar"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w") as tar:  # what tar -cf writes: folder entries, then files
+        for name in ("celeba/train", "celeba/test", "celeba/manifest.json"):
+            tar.add(tmp_path / "session1" / name, arcname=name)
+    assert any(m.isdir() for m in tarfile.open(archive).getmembers())
+    assert book.restore_crops(archive, tmp_path / "session2") == 3
+    after = tmp_path / "session2" / "celeba"
+    files = sorted(p.relative_to(before) for p in before.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(after) for p in after.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("name", ["celeba/other", "elsewhere", "celeba/train/sub"])
+def test_restore_crops_refuses_a_folder_outside_the_crops(tmp_path, name):
+    import tarfile
+    _prepared(tmp_path / "data")
+    archive = tmp_path / "crops.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "data" / "celeba", arcname="celeba")
+        tar.addfile(_folder_entry(name))
+    with pytest.raises(ArchiveError, match="unexpected entry"):
+        book.restore_crops(archive, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def test_restore_crops_refuses_a_link_even_where_a_folder_would_pass(tmp_path):
+    import tarfile
+    _prepared(tmp_path / "data")
+    archive = tmp_path / "crops.tar"
+    with tarfile.open(archive, "w") as tar:
+        link = tarfile.TarInfo("celeba/train")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+        tar.add(tmp_path / "data" / "celeba", arcname="celeba")
+    with pytest.raises(ArchiveError, match="unexpected entry"):
+        book.restore_crops(archive, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+def _folder_entry(name: str):
+    import tarfile
+    entry = tarfile.TarInfo(name)
+    entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+    return entry
+
+
 def test_smoke_stand_in_is_found_and_loaded_as_the_authors_network(tmp_path, monkeypatch):
     import importlib.util
 

@@ -419,21 +419,26 @@ def restore_crops(archive: str | Path, root: str | Path, dataset: str = "celeba"
     and return the number of faces unpacked.
 
     Only PNGs and the manifest under ``<dataset>/`` are accepted (no links, no paths outside
-    ``root``); anything else, or a damaged file, raises a one-line
+    ``root``); the folder entries ``<dataset>/``, ``<dataset>/train/`` and ``<dataset>/test/``
+    that ``tar -cf ... celeba/train celeba/test`` writes are skipped (extracting the files makes
+    the folders). Anything else, or a damaged file, raises a one-line
     :class:`~ctcnet.errors.ArchiveError` naming the archive. The manifest comes out last, so an
     interrupted unpack is redone by the next call.
     """
     archive, root = Path(archive), Path(root)
+    folders = {(dataset,), (dataset, "train"), (dataset, "test")}
     try:
         with tarfile.open(archive, "r:") as tar:
             members = tar.getmembers()
             for member in members:
                 parts = Path(member.name).parts
+                if member.isdir() and parts in folders:
+                    continue  # a folder of the crops itself: nothing to extract
                 if (not member.isfile() or len(parts) not in (2, 3) or parts[0] != dataset
                         or ".." in parts or not parts[-1].endswith((".png", ".json"))):
                     raise ArchiveError(f"{archive}: unexpected entry {member.name!r}; not an "
                                        "archive of prepared crops (delete it to prepare anew)")
-            faces = [m for m in members if m.name.endswith(".png")]
+            faces = [m for m in members if m.isfile() and m.name.endswith(".png")]
             manifest = [m for m in members if m.name == f"{dataset}/manifest.json"]
             if not manifest:
                 raise ArchiveError(f"{archive}: no {dataset}/manifest.json; not an archive of "
