@@ -241,8 +241,9 @@ def render(explorer: Explorer, face: int = 0, module: str | None = None,
         fig.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     else:
         m = data["maps"][module][0, 0].float().cpu().numpy()
-        handle = overlay_heatmap(ax, to_uint8(x[0]), m, alpha=0.6, cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"FSAU {module}\nmap {m.shape[0]}x{m.shape[1]} on the input", fontsize=9)
+        # opaque, so that its colours are the colorbar's (blended with the face they were not)
+        handle = overlay_heatmap(ax, to_uint8(x[0]), m, alpha=1.0, cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(f"FSAU {module}\nmap {m.shape[0]}x{m.shape[1]}, input size", fontsize=9)
         fig.colorbar(handle, ax=ax, fraction=0.046, pad=0.04, label="spatial weight M")
 
     if show_lam:

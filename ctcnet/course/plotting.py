@@ -418,7 +418,9 @@ def plot_paired_comparison(a, b, label_a: str, label_b: str, intervals: Mapping[
 
     Left: one point per face, ``b`` on x and ``a`` on y, with the diagonal of equal scores.
     Right: the 95 % intervals in ``intervals`` (name -> object with ``mean``, ``low``,
-    ``high``), each drawn around its own mean on one dB scale; the one named ``paired`` in red.
+    ``high``), each drawn around its own mean on one dB scale (the axis is the deviation from
+    that mean, not the dB value; the true interval is written above each bar); the one named
+    ``paired`` in red.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -434,15 +436,15 @@ def plot_paired_comparison(a, b, label_a: str, label_b: str, intervals: Mapping[
         ci = intervals[name]
         right.errorbar([k], [0], yerr=[[ci.mean - ci.low], [ci.high - ci.mean]], fmt="o",
                        color="tab:red" if name == paired else "tab:blue", capsize=6)
-        text = f"mean {ci.mean:+.2f} dB" if name == paired else f"mean {ci.mean:.2f} dB"
+        fmt = "+.2f" if name == paired else ".2f"
+        text = f"mean {ci.mean:{fmt}} dB\n[{ci.low:{fmt}}, {ci.high:{fmt}}]"
         right.annotate(text, (k, ci.high - ci.mean), textcoords="offset points", xytext=(0, 8),
                        ha="center", fontsize=8)
-    right.axhline(0, color="gray", lw=0.6, ls=":")
     right.set_xticks(range(len(names)), names, fontsize=8)
     right.set_xlim(-0.5, len(names) - 0.5)
     top = max(intervals[n].high - intervals[n].mean for n in names)
-    right.set_ylim(-1.35 * top, 1.35 * top)
-    right.set_ylabel("95 % CI around its mean (dB)")
+    right.set_ylim(-1.35 * top, 1.6 * top)
+    right.set_ylabel("deviation from its own mean (dB)")
     right.set_title("unpaired intervals against the paired one")
     fig.tight_layout()
     return fig
