@@ -3,6 +3,7 @@
     python scripts/release_ablations.py RUNS [RUNS ...]       # folders of runs, or single runs
     python scripts/release_ablations.py --compare RUN ...      # print scores against the file only
     python scripts/release_ablations.py --no-weights RUN ...   # measure, but leave VARIANT.pt alone
+    python scripts/release_ablations.py --summary              # the tables of benchmarks/RESULTS.md
 
 A run is a folder ``VARIANT_sSEED`` holding ``ema.pt`` and ``log.csv``; its training length is read
 from the checkpoint (``step``), so runs of several lengths can be released together. Every run
@@ -32,14 +33,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from ctcnet.analysis import erf_maps, lam_windows
+from ctcnet.analysis import erf_maps, lam_windows, t_interval
 from ctcnet.checkpoint import load_model, read_checkpoint, strip_for_release
 from ctcnet.course.book import face_batch, faces
 from ctcnet.data.offline_faces import build_offline_faces
 from ctcnet.evaluate import evaluate
 from ctcnet.faces import crop_landmarks, landmark_window
+from ctcnet.metrics import paired_bootstrap_ci
 
 RELEASE = Path(__file__).resolve().parent.parent / "ctcnet" / "weights" / "ablations"
 KEY = ("variant", "steps", "seed")
@@ -119,14 +122,57 @@ def di_rows(model, di_faces, batch, windows, ident: dict) -> list[dict]:
     return rows
 
 
+def summary() -> None:
+    """Markdown tables of the released files: per length and variant, the runs' means, and each
+    module's effect (variant - full, paired by seed) with its t interval over seeds (df = seeds - 1)
+    next to the paired bootstrap interval over faces of the seed-averaged values."""
+    files = {"PSNR (dB)": ("test_scores.csv", "psnr", "{:+.3f}"),
+             "ERF r50 (px)": ("erf_radii.csv", "r50", "{:+.2f}"),
+             "ERF r90 (px)": ("erf_radii.csv", "r90", "{:+.2f}"),
+             "LAM DI": ("lam_di.csv", "di", "{:+.2f}")}
+    for title, (name, column, fmt) in files.items():
+        if not (RELEASE / name).is_file():
+            print(f"\n{title}: no {name} yet")
+            continue
+        table = pd.read_csv(RELEASE / name)
+        per_run = table.groupby(["steps", "variant", "seed"])[column].mean()
+        print(f"\n{title}\n\n| steps | variant | per seed | mean ± SD over seeds | Δ vs full, mean "
+              "of seeds | 95 % t interval over seeds | 95 % bootstrap interval over faces |\n"
+              "|---|---|---|---|---|---|---|")
+        for steps in sorted(table["steps"].unique()):
+            per_face = table[table["steps"] == steps].groupby(["variant", "name"])[column].mean()
+            for variant in ("full", "no_fsau", "no_transformer", "no_mffu"):
+                if (steps, variant) not in per_run.index:
+                    continue
+                runs = per_run.loc[(steps, variant)]
+                spread = f" ± {runs.std(ddof=1):.3f}" if len(runs) > 1 else ""
+                cells = [", ".join(f"{v:.3f}" for v in runs), f"{runs.mean():.3f}{spread}"]
+                d = (runs - per_run.loc[(steps, "full")]).dropna()
+                if variant == "full" or len(d) < 2:
+                    cells += ["—", "—", "—"]
+                else:
+                    seeds, faces_ = t_interval(d), paired_bootstrap_ci(per_face.loc[variant],
+                                                                      per_face.loc["full"])
+                    cells += [fmt.format(d.mean()),
+                              f"[{fmt.format(seeds.low)}, {fmt.format(seeds.high)}] ({len(d)} seeds)",
+                              f"[{fmt.format(faces_.low)}, {fmt.format(faces_.high)}]"]
+                print(f"| {steps} | {variant} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders, or folders of runs")
+    parser.add_argument("runs", nargs="*", type=Path, help="run folders, or folders of runs")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the tables of the released files and stop")
     parser.add_argument("--compare", action="store_true",
                         help="only print each run's mean PSNR against the released file")
     parser.add_argument("--no-weights", action="store_true",
                         help="do not write VARIANT.pt (e.g. when measuring the shipped weights)")
     args = parser.parse_args()
+    if args.summary:
+        return summary()
+    if not args.runs:
+        parser.error("give run folders (or --summary)")
     torch.manual_seed(0)
     test_dir = Path(build_offline_faces(progress=False)) / "test"
     test_faces = faces("test")
