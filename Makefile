@@ -1,15 +1,30 @@
 # CTCNet library + course.  From a clean machine (Python >= 3.10 and make):
 #
-#   make test    # venv + .[dev]:  pytest, ruff, notebook and repository-URL checks
+#   make test    # venv + .[dev]:  pytest (on every core: pytest-xdist), ruff, notebook,
+#                #   Colab-markup and repository-URL checks
 #   make book    # venv + .[book]: fetch MathJax and the widget embedder from npm (the book
-#                #   reads offline; without npm they load from a CDN), execute every notebook,
-#                #   build _build/html, check the HTML, then check every page in headless
-#                #   Chromium when chromium and chromedriver are installed (BROWSER_CHECK=auto)
+#                #   reads offline; without npm they load from a CDN), execute the notebooks
+#                #   that need it (below), build _build/html, check the HTML and the prose's
+#                #   <!--out: …--> numbers against the executed notebooks, then check every page
+#                #   in headless Chromium when chromium and chromedriver are installed
+#                #   (BROWSER_CHECK=auto)
 #   make check-browser  # only the Chromium check of _build/html (apt-get install chromium
 #                #   chromium-driver); BROWSER_CHECK=yes|no makes it required|skipped in `make book`
-#   make smoke-full  # every chapter in full mode (the GPU paths) at toy sizes on the CPU
-#   make clean   # remove build outputs and caches (keeps .venv)
+#   make check-colab  # the notebooks rendered as Colab renders them, opened in Chromium
+#   make smoke-full  # full mode (the GPU paths) at toy sizes on the CPU, for the chapters whose
+#                #   code differs from small mode (tools/smoke_full_mode.py --plan says which)
+#   make smoke-full-all  # every chapter in full mode, as a check before a release
+#   make clean   # remove build outputs and caches, the book's execution cache included
 #   make distclean  # also remove .venv
+#
+# Which notebooks `make book` executes: those whose code cells changed since they were last
+# executed, or all of them when anything else their outputs depend on changed (any file of
+# ctcnet/, pyproject.toml, _config.yml's execute section, the installed packages, CTCNET_*
+# variables, the offline faces): jupyter-cache (_config.yml: execute_notebooks: cache) keeps the
+# outputs in _build/.jupyter_cache, and tools/book_cache.py empties it when that key changes, so
+# no output is stale. A fresh clone (CI) has no cache and executes everything; `make clean` or
+# `rm -rf _build/.jupyter_cache` forces it here. The table printed at the end says which
+# notebooks ran and which came from the cache.
 #
 # The virtualenv (.venv) is created once and reused.  Each extra is installed
 # once per version of pyproject.toml: a stamp file named after a hash of
@@ -29,7 +44,10 @@ BOOK_BUILD_FLAGS ?= --all -W -n --keep-going
 # and the web assets could be fetched (else a one-line notice), yes = required, no = skipped
 # (.ci/run runs it as a step of its own)
 BROWSER_CHECK ?= auto
-PYTEST_ARGS ?= -q
+# -n auto: one pytest-xdist worker per core (tests run torch on one thread each, tests/conftest.py)
+PYTEST_ARGS ?= -q -n auto
+# extra flags of tools/book_timings.py after `make book` (.ci/run: --require-executed)
+BOOK_TIMINGS_FLAGS ?=
 
 VENV_ABS := $(abspath $(VENV))
 VPY := $(VENV_ABS)/bin/python
@@ -47,11 +65,12 @@ endif
 TORCH_STAMP := $(VENV)/.stamp-torch-$(TORCH_VERSION)
 STAMP = $(VENV)/.stamp-$(1)-$(DEPS_HASH)
 
-.PHONY: help venv venv-book venv-dev test book check-browser smoke-full timings clean distclean
+.PHONY: help venv venv-book venv-dev test book check-browser check-colab smoke-full smoke-full-all \
+  timings clean distclean
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '1,22p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,35p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------- environment
 $(VPY):
@@ -92,6 +111,7 @@ test: $(call STAMP,dev)
 	fi
 	ruff check .
 	$(VPY) tools/check_notebooks.py
+	$(VPY) tools/colab_view.py
 	$(VPY) tools/check_repo_url.py
 
 # ----------------------------------------------------------------------- book
@@ -103,11 +123,17 @@ test: $(call STAMP,dev)
 # typeset, widgets not rendered and any request that leaves localhost.
 # tools/web_assets.py fetches pinned MathJax/require.js/html-manager into _build/web_assets
 # (served from _static; a notice and the CDNs when npm or the registry is unavailable).
+# tools/book_cache.py empties the execution cache when the library or anything else the outputs
+# depend on changed (see the header); _build/.book_build_start tells tools/book_timings.py which
+# notebooks this build executed and which came from the cache.
 book: $(call STAMP,book)
 	$(VPY) tools/web_assets.py fetch
+	$(VPY) tools/book_cache.py
+	@mkdir -p _build && touch _build/.book_build_start
 	jupyter-book build $(BOOK_BUILD_FLAGS) .
-	@$(VPY) tools/book_timings.py
+	@$(VPY) tools/book_timings.py --since _build/.book_build_start $(BOOK_TIMINGS_FLAGS)
 	$(VPY) tools/check_html.py _build/html
+	$(VPY) tools/colab_view.py --check-numbers _build/jupyter_execute
 	@case "$(BROWSER_CHECK)" in \
 	  no) echo "browser check skipped (BROWSER_CHECK=no)" ;; \
 	  yes) echo "$(VPY) tools/check_browser.py _build/html"; $(VPY) tools/check_browser.py _build/html ;; \
@@ -120,12 +146,23 @@ book: $(call STAMP,book)
 check-browser: $(call STAMP,book)
 	$(VPY) tools/check_browser.py _build/html
 
+# tools/colab_view.py: every notebook's markdown rendered as Colab renders it (no MyST), written
+# to _build/colab_view and opened in headless Chromium with the MathJax `make book` fetched.
+check-colab: $(call STAMP,book)
+	$(VPY) tools/web_assets.py fetch
+	$(VPY) tools/colab_view.py --out _build/colab_view --browser
+
 # Full mode (a GPU's models, sizes and branches) at toy sizes on the CPU, so that the Colab paths
-# cannot rot: every chapter on the fall-back path (no authors' weights here), then the chapters
-# that dissect "the subject" on the authors'-weights path with an untrained stand-in.
+# cannot rot: the chapters whose code differs between the modes (read from their code: mode,
+# size cap, subject(), reproduction_plan(), branches on a size) on the fall-back path (no authors'
+# weights here), and those that call subject() also on the authors'-weights path with an
+# untrained stand-in; two kernels at once. The other chapters run the same code in both modes,
+# and `make book` executes them. smoke-full-all: every chapter, as before a release.
 smoke-full: $(call STAMP,book)
 	$(VPY) tools/smoke_full_mode.py
-	$(VPY) tools/smoke_full_mode.py --stand-in-official book/1[0-5]_*.ipynb
+
+smoke-full-all: $(call STAMP,book)
+	$(VPY) tools/smoke_full_mode.py --all
 
 timings:
 	@$(VPY) tools/book_timings.py

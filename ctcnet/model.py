@@ -42,6 +42,7 @@ __all__ = [
     "CTCNetConfig",
     "PRESETS",
     "build_model",
+    "reference_init_",
     "ResidualUnit",
     "ChannelAttention",
     "LocalBlock",
@@ -211,6 +212,20 @@ def build_model(preset: str = "official", **overrides) -> CTCNet:
     return CTCNet(replace(PRESETS[preset], **overrides))
 
 
+def reference_init_(model: nn.Module) -> nn.Module:
+    """The authors' initialisation, in place: conv / transposed conv / linear weights N(0, 0.02)
+    and zero biases; BatchNorm weights N(1, 0.02) and zero biases. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 def _squeezed(width: int, reduction: int) -> int:
     return max(1, width // reduction)
 
@@ -372,7 +387,8 @@ class FSAU(nn.Module):
     ``h = CA(Hourglass(a)) + proj(a)``; ``M = sigmoid(conv3x3(reflect_pad(h)))``; ``FSAU(a) = a * M``.
     ``proj`` is a 1x1 conv to the hourglass width, or the identity when the widths match.
     ``map_tap`` is an identity that receives ``M`` so that hooks can read the map
-    (see :func:`ctcnet.attention_maps`). Shapes: ``(N, C, H, W) -> (N, C, H, W)``; map ``(N, 1, H, W)``.
+    (see :func:`ctcnet.analysis.attention_maps`).
+    Shapes: ``(N, C, H, W) -> (N, C, H, W)``; map ``(N, 1, H, W)``.
     """
 
     paper_name: ClassVar[str] = "FSAU"

@@ -1,5 +1,5 @@
-"""Running CTCNet: device choice, precision and memory format, inference-only speed-ups,
-activation checkpointing and attention maps.
+"""Running CTCNet: device choice, precision and memory format, inference-only speed-ups and
+activation checkpointing.
 
 Precision is a property of the model you get back, not of the code that calls it::
 
@@ -27,7 +27,8 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.checkpoint import checkpoint
 
-from .model import FSAU, MDTA, CTCNet, HourglassConv
+from .errors import UsageError
+from .model import CTCNet, HourglassConv
 
 __all__ = [
     "PRECISIONS",
@@ -39,7 +40,6 @@ __all__ = [
     "optimize_for_inference",
     "optimize_for_training",
     "grad_scaler_for",
-    "attention_maps",
     "fold_batchnorm",
     "enable_checkpointing",
     "disable_checkpointing",
@@ -55,7 +55,8 @@ _DEFAULT_CHECKPOINTED = ("TransformerBlock", "FSAU")
 
 def pick_device(preference: str | torch.device | None = None) -> torch.device:
     """The device to run on: ``preference`` if given, else ``$CTCNET_DEVICE``, else CUDA, then
-    Apple MPS, then CPU. Raises a one-line ``ValueError`` for a device that is not available."""
+    Apple MPS, then CPU. Raises a one-line :class:`~ctcnet.errors.UsageError` (a ``ValueError``)
+    for a device that is not available."""
     choice = preference if preference is not None else os.environ.get("CTCNET_DEVICE") or None
     if choice is None:
         if torch.cuda.is_available():
@@ -66,13 +67,13 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     try:
         device = torch.device(choice)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {choice!r}: {exc}") from None
+        raise UsageError(f"unknown device {choice!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {choice!r} requested but CUDA is not available on this machine")
+        raise UsageError(f"device {choice!r} requested but CUDA is not available on this machine")
     if device.type == "mps" and not (
         getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     ):
-        raise ValueError(f"device {choice!r} requested but MPS is not available on this machine")
+        raise UsageError(f"device {choice!r} requested but MPS is not available on this machine")
     return device
 
 
@@ -87,9 +88,9 @@ def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision not in _DTYPES:
-        raise ValueError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
+        raise UsageError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
     if device.type == "cpu" and precision == "fp16":
-        raise ValueError("fp16 autocast is for CUDA; use bf16 on the CPU")
+        raise UsageError("fp16 autocast is for CUDA; use bf16 on the CPU")
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
@@ -153,14 +154,15 @@ def resolve_precision(
     precision: str, device: torch.device | str, training: bool = False
 ) -> tuple[str, str]:
     """``(precision, reason)`` for a requested ``precision`` in ``{"auto", "fp32", "bf16",
-    "fp16"}`` on ``device``; one-line ``ValueError`` for an unknown name or fp16 on the CPU."""
+    "fp16"}`` on ``device``; a one-line :class:`~ctcnet.errors.UsageError` (a ``ValueError``)
+    for an unknown name or fp16 on the CPU."""
     device = torch.device(device)
     if precision == "auto":
         return choose_precision(device, training)
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+        raise UsageError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("fp16 is for CUDA; use bf16 (or auto) on the CPU")
+        raise UsageError("fp16 is for CUDA; use bf16 (or auto) on the CPU")
     return precision, "requested"
 
 
@@ -376,47 +378,3 @@ def disable_checkpointing(model: nn.Module) -> None:
     for module in model.modules():
         if _is_checkpointed(module):
             del module.forward
-
-
-@contextlib.contextmanager
-def _taps(model: nn.Module, fsau: bool, mdta: bool) -> Iterator[dict[str, torch.Tensor]]:
-    found: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def keep(name: str):
-        def hook(_module, _inputs, output):
-            found[name] = output.detach()
-
-        return hook
-
-    for name, module in model.named_modules():
-        if fsau and isinstance(module, FSAU):
-            handles.append(module.map_tap.register_forward_hook(keep(name)))
-        if mdta and isinstance(module, MDTA):
-            handles.append(module.attention_tap.register_forward_hook(keep(name)))
-    try:
-        yield found
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def attention_maps(
-    model: CTCNet, x: torch.Tensor, fsau: bool = True, mdta: bool = True
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Run ``model`` on ``x`` and return ``(output, maps)``.
-
-    ``maps`` is keyed by module path: FSAU spatial maps ``(N, 1, H, W)`` in ``(0, 1)`` (e.g.
-    ``"encoder.0.fsau"``) and MDTA channel-attention matrices ``(N, heads, C/h, C/h)`` whose
-    rows sum to 1 (e.g. ``"decoder.2.transformer.0.attn"``). The model runs in eval mode (so
-    BatchNorm uses, and does not update, its running statistics) and is returned to its previous
-    mode. Nothing is stored on the modules: temporary hooks are removed before returning.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with _taps(model, fsau, mdta) as found, torch.no_grad():
-            output = model(x)
-    finally:
-        model.train(was_training)
-    return output, dict(found)

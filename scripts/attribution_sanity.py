@@ -23,9 +23,9 @@ import time
 import torch
 
 from ctcnet.analysis import randomization_groups, sanity_check
-from ctcnet.checkpoint import default_weights_path, load_model
 from ctcnet.course.book import face_batch, faces
-from ctcnet.faces import crop_landmarks, landmark_window
+from ctcnet.face_regions import crop_landmarks, landmark_window
+from ctcnet.weights import default_weights_path, load_model
 
 OUT = default_weights_path().with_name("ctcnet_reduced_offline_sanity.csv")
 #: The settings chapter 13 uses in small mode (its live check must reproduce these rows).

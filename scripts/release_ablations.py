@@ -37,12 +37,12 @@ import pandas as pd
 import torch
 
 from ctcnet.analysis import erf_maps, lam_windows, t_interval
-from ctcnet.checkpoint import load_model, read_checkpoint, strip_for_release
 from ctcnet.course.book import face_batch, faces
 from ctcnet.data.offline_faces import build_offline_faces
 from ctcnet.evaluate import evaluate
-from ctcnet.faces import crop_landmarks, landmark_window
-from ctcnet.metrics import paired_bootstrap_ci
+from ctcnet.face_regions import crop_landmarks, landmark_window
+from ctcnet.stats import paired_bootstrap_ci
+from ctcnet.weights import load_model, read_checkpoint, strip_for_release
 
 RELEASE = Path(__file__).resolve().parent.parent / "ctcnet" / "weights" / "ablations"
 KEY = ("variant", "steps", "seed")

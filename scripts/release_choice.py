@@ -19,11 +19,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ctcnet.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 from ctcnet.data.offline_faces import build_offline_faces
 from ctcnet.evaluate import evaluate
-from ctcnet.metrics import paired_bootstrap_ci
+from ctcnet.stats import paired_bootstrap_ci
 from ctcnet.train import TrainConfig, load_data
+from ctcnet.weights import model_from_checkpoint, read_checkpoint, save_checkpoint
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("run", type=Path)

@@ -11,6 +11,7 @@ import torch
 
 from ctcnet import build_model
 from ctcnet.analysis import attention as A
+from ctcnet.face_regions import landmark_mask
 from ctcnet.model import ChannelAttention
 
 
@@ -18,6 +19,37 @@ from ctcnet.model import ChannelAttention
 def tiny():
     torch.manual_seed(0)
     return build_model("tiny").eval()
+
+
+# ------------------------------------------------------------------------------------------
+# the maps themselves
+# ------------------------------------------------------------------------------------------
+
+
+def test_attention_maps_are_returned_not_stored():
+    model = build_model("tiny").eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    output, maps = A.attention_maps(model, x)
+    with torch.no_grad():
+        assert torch.equal(output, model(x))
+    fsau = {k: v for k, v in maps.items() if k.endswith("fsau")}
+    mdta = {k: v for k, v in maps.items() if k.endswith("attn")}
+    assert len(fsau) == 6 + 1 and len(mdta) == 6
+    assert fsau["encoder.0.fsau"].shape == (2, 1, 32, 32)
+    assert fsau["bottleneck.0.fsau"].shape == (2, 1, 4, 4)
+    assert ((fsau["encoder.0.fsau"] > 0) & (fsau["encoder.0.fsau"] < 1)).all()
+    attn = mdta["encoder.2.transformer.0.attn"]
+    assert attn.shape == (2, 2, 16, 16)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(2, 2, 16))
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_attention_maps_leave_a_training_model_untouched():
+    model = build_model("tiny").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    A.attention_maps(model, torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # ------------------------------------------------------------------------------------------
@@ -119,24 +151,12 @@ def test_channel_attention_weights_reproduce_the_module_output(tiny):
 
 
 # ------------------------------------------------------------------------------------------
-# landmark masks and region contrast
+# region contrast
 # ------------------------------------------------------------------------------------------
 
 
-def test_landmark_mask_discs():
-    mask = A.landmark_mask(np.array([[10.0, 20.0], [50.0, 50.0]]), size=64, radius=4)
-    assert mask.shape == (1, 64, 64) and mask.dtype == torch.bool
-    assert mask[0, 20, 10] and mask[0, 50, 50]  # (row y, column x)
-    assert not mask[0, 10, 20] and not mask[0, 0, 0]
-    assert abs(int(mask.sum()) - 2 * math.pi * 16) < 12  # two discs of area ~ pi r^2
-    batch = A.landmark_mask(np.zeros((3, 5, 2)) + 30, size=64, radius=2)
-    assert batch.shape == (3, 64, 64)
-    with pytest.raises(ValueError):
-        A.landmark_mask(np.zeros((5, 3)))
-
-
 def test_region_contrast():
-    masks = A.landmark_mask(np.array([[[8.0, 8.0]], [[24.0, 24.0]]]), size=32, radius=5)
+    masks = landmark_mask(np.array([[[8.0, 8.0]], [[24.0, 24.0]]]), size=32, radius=5)
     torch.testing.assert_close(A.region_contrast(masks.double()[:, None], masks),
                                torch.ones(2, dtype=torch.float64))
     torch.testing.assert_close(A.region_contrast(torch.full((2, 1, 8, 8), 0.3), masks),

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from ctcnet import build_model
-from ctcnet.checkpoint import load_model, save_checkpoint
 from ctcnet.cli import main
+from ctcnet.weights import load_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_info_and_help(capsys):
 
 def test_info_without_weights_prints_the_train_command_not_a_repo_script(monkeypatch, tmp_path,
                                                                          capsys):
-    import ctcnet.checkpoint as C
+    import ctcnet.cli as C
 
     monkeypatch.setattr(C, "default_weights_path", lambda: tmp_path / "none.pt")
     code, out, _ = run(capsys, "info")
@@ -213,11 +213,14 @@ def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
     (bad / "broken.png").write_bytes((data / "0.png").read_bytes()[:200])
     (tmp_path / "empty").mkdir()
     (tmp_path / "junk.pt").write_bytes(b"junk")
+    # hand-edited files carry no digest (a stale one would call them damaged, rightly)
     other = torch.load(tiny_ckpt, weights_only=True)
     other["model"] = build_model("reduced").state_dict()
+    other.pop("digest")
     torch.save(other, tmp_path / "other.pt")
     missing = torch.load(tiny_ckpt, weights_only=True)
     del missing["model"]["tail.bias"]
+    missing.pop("digest")
     torch.save(missing, tmp_path / "missing.pt")
     (tmp_path / "file").write_text("x")
     cases = [
@@ -241,22 +244,26 @@ def test_eval_bad_inputs(tmp_path, tiny_ckpt, capsys):
 # ---------------------------------------------------------------------------- upscale
 def test_upscale_mixed_inputs(tmp_path, tiny_ckpt, capsys):
     skimage_data = pytest.importorskip("skimage.data")
-    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astro.png")
-    Image.new("RGB", (200, 200), (90, 90, 90)).save(tmp_path / "wall.png")
+    astro = Image.fromarray(skimage_data.astronaut()).resize((96, 96), Image.BICUBIC)
+    astro.save(tmp_path / "astro.png")
+    Image.new("RGB", (60, 40), (90, 90, 90)).save(tmp_path / "wall.png")
     (tmp_path / "notes.png").write_text("not an image")
     out = tmp_path / "out"
     code, stdout, err = run(
-        capsys, "upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out
+        capsys, "upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out,
+        "--scale", "2",
     )
     assert code == 0, err
-    assert "1 face(s)" in stdout and (out / "astro_face0_sr.png").is_file()
+    assert "1 face: 1 super-resolved" in stdout and (out / "astro_x2.png").is_file()
     inputs = [tmp_path / n for n in ("wall.png", "notes.png", "missing.png", "astro.png")]
-    code, stdout, err = run(capsys, "upscale", *inputs, "--checkpoint", tiny_ckpt, "-o", out)
-    assert code == 1  # some inputs failed, the good one was still processed
+    argv = ["upscale", *inputs, "--checkpoint", tiny_ckpt, "-o", out, "--scale", "2"]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 1  # some inputs failed, the good ones were still processed
     lines = err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
-    assert "no face found" in lines[0] and "not a recognised image" in lines[1]
-    assert "file not found" in lines[2] and "astro.png: 1 face(s)" in stdout
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "not a recognised image" in lines[0] and "file not found" in lines[1]
+    assert "wall.png: no face found; enlarged x2" in stdout  # a photo without faces is enlarged
+    assert "astro.png: 1 face" in stdout
 
 
 def test_upscale_bad_setup(tmp_path, tiny_ckpt, capsys):
@@ -283,6 +290,72 @@ def test_upscale_bad_setup(tmp_path, tiny_ckpt, capsys):
     )
     assert_one_line_error(code, err, "checkpoint not found")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- errors
+def test_main_says_every_ctcnet_error_in_one_line_and_lets_a_bug_through(monkeypatch, capsys):
+    import ctcnet.cli as cli
+    from ctcnet.errors import CTCNetError, DataFolderError
+
+    for raised in (CTCNetError("first line\nsecond"), DataFolderError("cannot write x"),
+                   OSError(28, "No space left on device", "/x/last.pt")):
+        def fail(args, raised=raised):
+            raise raised
+
+        monkeypatch.setattr(cli, "cmd_info", fail)
+        code, _, err = run(capsys, "info")
+        assert code == 1 and err.count("\n") == 1 and "Errno" not in err, err
+    assert err == "error: no space left on device: /x/last.pt\n"
+
+    def bug(args):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(cli, "cmd_info", bug)
+    with pytest.raises(ValueError, match="a bug"):  # a traceback, not a hidden one-liner
+        main(["info"])
+
+
+# ---------------------------------------------------------------------------- wording
+def test_upscale_of_a_1px_image_does_not_call_it_larger_than_128_px(tmp_path, tiny_ckpt, capsys):
+    Image.new("RGB", (1, 1), (120, 90, 80)).save(tmp_path / "dot.png")
+    code, stdout, err = run(
+        capsys, "upscale", tmp_path / "dot.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o"
+    )
+    assert code == 0, err
+    assert "larger than" not in stdout and "1 face: 1 super-resolved" in stdout, stdout
+
+
+def test_resume_with_a_changed_set_names_the_set_flag(tmp_path, capsys):
+    data = faces(tmp_path / "d", n=2, size=32)
+    args = ["train", "--preset", "tiny", "--data", data, "--val", "none", "--hr-size", "32",
+            "--steps", "1", "--batch-size", "2", "--device", "cpu", "--out", tmp_path / "r"]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    code, _, err = run(capsys, *args, "--resume", "--set", "use_fsau=false")
+    assert_one_line_error(code, err, "(--set)")
+    assert "--overrides" not in err
+
+
+def test_a_bad_positive_integer_is_said_without_a_function_name(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--out", "x", "--steps", "abc"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "_positive" not in err
+    assert "argument --steps: must be a positive integer, got 'abc'" in err
+
+
+def test_pillow_decompression_bomb_warning_is_one_line_naming_the_file(
+        tmp_path, tiny_ckpt, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600)  # warns from 600 pixels, refuses at 1200
+    Image.new("RGB", (30, 30), (120, 90, 80)).save(tmp_path / "big.png")
+    code, _, err = run(  # --scale 1: an enlarged 30x30 photo would pass the lowered limit
+        capsys, "upscale", tmp_path / "big.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "o",
+        "--scale", "1",
+    )
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "big.png" in lines[0], err
+    assert "900 pixels" in lines[0]
 
 
 # ---------------------------------------------------------------------------- export / data

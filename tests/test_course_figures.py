@@ -99,3 +99,26 @@ def test_draw_dataflow_names_the_sides_and_keeps_skips_off_the_down_boxes(mffu):
             xs, ys = line.get_data()
             assert not crosses((xs[0], ys[0]), (xs[-1], ys[-1]))
     matplotlib.pyplot.close(fig)
+
+
+def test_course_modules_spell_no_module_path_of_the_network():
+    """Issue 21: the course reads the network's structure from units() and the module tree;
+    no string in ctcnet/course is a module path of any preset (with or without MFFUs)."""
+    import ast
+    from pathlib import Path
+
+    from ctcnet import PRESETS
+
+    paths = set()
+    for preset in PRESETS:
+        for overrides in ({}, {"use_mffu": False}):
+            with torch.device("meta"):
+                model = build_model(preset, **overrides)
+            paths |= {name for name, _ in model.named_modules() if name}
+    course = Path(__file__).resolve().parents[1] / "ctcnet" / "course"
+    found = []
+    for source in sorted(course.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in paths:
+                found.append(f"{source.name}:{node.lineno} {node.value!r}")
+    assert not found, found

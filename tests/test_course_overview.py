@@ -55,9 +55,10 @@ def test_paper_module_table_partitions_the_parameters(overrides):
     total = sum(p.numel() for p in model.parameters())
     modules = table[table["inside"] == ""]
     assert modules["parameters"].sum() == total
-    # one module row per paper name of units() (head and tail apart), in forward order
+    # one module row per paper name of units() (the first and last conv apart), in forward order
+    units = model.units()
     names = list(dict.fromkeys(
-        u.stage if u.stage in ("head", "tail") else u.paper_name for u in model.units()
+        ["shallow features"] + [u.paper_name for u in units[1:-1]] + ["reconstruction"]
     ))
     assert [PAPER_TITLES[n][0] for n in names] == list(modules["paper name"])
     # the parts of every composite module add up to it
@@ -89,3 +90,25 @@ def test_paper_module_table_counts_and_paths():
     row = tb[tb["class"] == "TransformerBlock"].iloc[0]
     assert row["count"] == blocks and row["inside"] == "LGCM"
     assert table.loc[("MFFU", ""), "class"].startswith("MFFU")
+
+
+def test_initial_network_rebuilds_the_shipped_models_start_and_differs_from_it():
+    import torch
+
+    from ctcnet.course.book import initial_network, n_params, trained_model
+
+    start, again, other = initial_network(), initial_network(), initial_network(seed=1)
+    trained = trained_model("cpu")
+    first = next(iter(start.state_dict()))
+    assert torch.equal(start.state_dict()[first], again.state_dict()[first])  # deterministic
+    assert not torch.equal(start.state_dict()[first], other.state_dict()[first])  # the seed counts
+    assert not torch.equal(start.state_dict()[first], trained.state_dict()[first])  # not trained
+    assert n_params(start) == n_params(trained) > 0 and n_params(None) == 0
+
+
+def test_format_ci_signs_and_rounds():
+    from ctcnet.course.book import format_ci
+    from ctcnet.stats import BootstrapCI
+
+    assert format_ci(BootstrapCI(1.3841, 1.1832, 1.6004), unit="dB") == "+1.384 [+1.183, +1.600] dB"
+    assert format_ci((-0.5, -1.25, 0.04), digits=1) == "-0.5 [-1.2, +0.0]"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctcnet import errors as E
 from ctcnet._atomic import atomic_write
-from ctcnet.data import errors as E
 from ctcnet.data.fetch import (
     ArchiveReader,
     download_url,
@@ -41,21 +41,31 @@ def _img(w: int, h: int, seed: int = 0) -> Image.Image:
 
 
 # ---------------------------------------------------------------------------- errors
-def test_every_data_error_is_a_data_error_and_keeps_its_builtin_base():
+def test_every_error_is_under_the_one_root_and_keeps_its_builtin_base():
     assert issubclass(E.ImageReadError, ValueError)
     assert issubclass(E.DecompressionBombError, E.ImageReadError)
     assert issubclass(E.ChecksumError, ValueError)
     assert issubclass(E.DataFolderError, OSError)
     for cls in (E.DatasetUnavailableError, E.RegistryUnavailableError, E.WeightsUnavailableError):
         assert issubclass(cls, E.UnavailableError) and issubclass(cls, RuntimeError)
+    for cls in (E.DatasetUnavailableError, E.RegistryUnavailableError, E.ImageReadError,
+                E.ChecksumError, E.ArchiveError, E.ManifestError, E.DataSourceError):
+        assert issubclass(cls, E.DataError)
     for name in E.__all__:
-        assert issubclass(getattr(E, name), E.DataError)
-    from ctcnet.data import degradation, offline_faces
+        if name != "one_line":
+            assert issubclass(getattr(E, name), E.CTCNetError)
+    from ctcnet import train
 
-    # the names older code imports from the modules they used to live in
-    assert degradation.ImageReadError is E.ImageReadError
-    assert offline_faces.ChecksumError is E.ChecksumError
-    assert offline_faces.OfflineFacesError is E.DataError
+    assert train.TrainingError is E.TrainingError  # the training loop raises the root's class
+
+
+def test_one_line_drops_errno_noise_and_extra_lines():
+    assert E.one_line(OSError(28, "No space left on device", "/x/a.png")) == (
+        "no space left on device: /x/a.png"
+    )
+    assert E.one_line(ValueError("first\nsecond")) == "first"
+    assert E.one_line(KeyError()) == "KeyError"
+    assert E.one_line(E.DataFolderError("cannot write to folder x")) == "cannot write to folder x"
 
 
 # ---------------------------------------------------------------------------- digests

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ctcnet.data.augment import FaceAugment
 from ctcnet.data.datasets import FaceSRDataset
-from ctcnet.train import StepSampler, batch_indices, split_by_identity
+from ctcnet.data.sampling import StepSampler, batch_indices, split_by_identity
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from ctcnet.data import datasets as D
-from ctcnet.data.degradation import ImageReadError, degrade, to_tensor
+from ctcnet.data.degradation import degrade
+from ctcnet.errors import ImageReadError
+from ctcnet.pixels import to_tensor
 
 
 def _img(w: int, h: int, seed: int = 0) -> Image.Image:

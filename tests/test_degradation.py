@@ -1,4 +1,4 @@
-"""Tests for ctcnet.data.degradation (reference degradation, tensors, loading, augmentation)."""
+"""Tests for ctcnet.data.degradation and ctcnet.pixels (degradation, tensors, loading, augmentation)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ctcnet.data.degradation import (
-    ImageReadError,
-    ReferenceAugment,
-    degrade,
-    load_rgb,
-    to_tensor,
-    to_uint8,
-)
+from ctcnet.data.degradation import ReferenceAugment, degrade
+from ctcnet.data.imageio import load_rgb
+from ctcnet.errors import ImageReadError
+from ctcnet.pixels import to_tensor, to_uint8
 
 
 def _rand_img(w: int, h: int, seed: int = 0) -> Image.Image:

@@ -6,15 +6,10 @@ import torch
 from torch import nn
 
 from ctcnet.analysis.receptive_field import (
-    REGIONS,
-    difference_verdict,
     effective_receptive_field,
     erf_maps,
     radius_summary,
-    region_pixels,
 )
-from ctcnet.faces import CANONICAL_LANDMARKS
-from ctcnet.metrics import BootstrapCI
 
 
 def _box_stack(depth: int = 3) -> nn.Sequential:
@@ -87,38 +82,6 @@ def test_window_radii_ignore_mass_outside_the_window():
         result.radii(0.5, window=11)
 
 
-def test_region_pixels_on_the_template():
-    pixels = region_pixels(CANONICAL_LANDMARKS, size=128, margin=30)
-    assert tuple(pixels) == REGIONS
-    assert tuple(pixels["eye"][0]) == (50, 50)  # (row, col) of the (x, y) = (49.57, 49.95) eye
-    assert tuple(pixels["mouth"][0]) == (81, 65)
-    row, col = pixels["cheek"][0]
-    assert 60 < row < 70 and col < 50  # below the left eye, outside it
-    assert tuple(pixels["forehead/hair"][0]) == (30, 63)  # above the eyes, clamped to the margin
-    above = region_pixels(CANONICAL_LANDMARKS, margin=5)["forehead/hair"][0]
-    assert tuple(above) == (12, 63)  # 1.2 eye-mouth distances (31 px) above the eyes (row 49)
-    small = region_pixels(CANONICAL_LANDMARKS * 0.5 + 32, margin=10)["forehead/hair"][0]
-    assert tuple(small) == (38, 63)  # a smaller face: the pixel lies above it, off the face
-    for value in pixels.values():
-        assert ((value >= 30) & (value <= 97)).all()
-
-
-def test_region_pixels_per_face_and_mirrored():
-    mirrored = CANONICAL_LANDMARKS.copy()
-    mirrored[:, 0] = 127 - mirrored[:, 0]
-    mirrored = mirrored[[1, 0, 2, 4, 3]]  # the image-left eye is again first
-    both = region_pixels(np.stack([CANONICAL_LANDMARKS, mirrored]))
-    assert both["eye"].shape == (2, 2)
-    assert abs(both["forehead/hair"][1][1] - (127 - both["forehead/hair"][0][1])) <= 1  # mirrored
-    tilted = CANONICAL_LANDMARKS[:, ::-1].copy()  # face lying on its side: eyes left, mouth right
-    row, col = region_pixels(tilted, margin=5)["forehead/hair"][0]
-    assert col < 20 and 55 < row < 70  # "above" follows the face, not the image
-    shifted = region_pixels(CANONICAL_LANDMARKS - [45, 0])["eye"][0]
-    assert tuple(shifted) == (50, 30)  # clamped to the margin
-    with pytest.raises(ValueError):
-        region_pixels(np.zeros((4, 2)))
-
-
 def test_radius_summary_and_verdicts():
     table = radius_summary({"a": [1.0, 2.0, 3.0, 4.0], "b": [5.0, 5.0]})
     a = table.set_index("name").loc["a"]
@@ -129,6 +92,3 @@ def test_radius_summary_and_verdicts():
     assert b["low"] == b["high"] == 5.0
     with pytest.raises(ValueError):
         radius_summary({"c": [1.0]})
-    assert difference_verdict(BootstrapCI(1.0, 0.2, 1.8)) == "larger"
-    assert difference_verdict(BootstrapCI(-1.0, -1.8, -0.2)) == "smaller"
-    assert difference_verdict((0.1, -0.3, 0.5), "wider", "narrower", "same") == "same"

@@ -80,7 +80,7 @@ def test_full_mode_uses_the_authors_weights_on_celeba_when_both_are_here(
     (weights / "net_best.pth").write_bytes(b"x")
     _pngs(celeba / "celeba" / "test", 3, size=16)
     loaded = []
-    monkeypatch.setattr(book, "_load_official",
+    monkeypatch.setattr(book, "load_official_checkpoint",
                         lambda path, device: loaded.append(path) or torch.nn.Conv2d(3, 3, 1))
     monkeypatch.setenv("CTCNET_BOOK_MODE", "full")
     got = book.subject()

@@ -13,7 +13,8 @@ from skimage import data as skdata
 from skimage.metrics import structural_similarity as sk_ssim
 
 from ctcnet import metrics as M
-from ctcnet.data.degradation import degrade, to_tensor
+from ctcnet.data.degradation import degrade
+from ctcnet.pixels import to_tensor
 
 W = np.array([65.481, 128.553, 24.966])
 
@@ -126,7 +127,7 @@ def test_tensor_and_batch_inputs(pair):
     sr, hr = pair
     # a tensor round-trips through to_uint8, which may lower values by one (truncation)
     t_sr, t_hr = to_tensor(sr), to_tensor(hr)
-    from ctcnet.data.degradation import to_uint8
+    from ctcnet.pixels import to_uint8
 
     expected = M.psnr(to_uint8(t_sr), to_uint8(t_hr))
     assert M.psnr(t_sr, t_hr) == pytest.approx(expected, abs=1e-12)
@@ -165,69 +166,72 @@ def test_protocol_table_complete():
     assert M.PROTOCOLS["dic"]["border crop (px)"] == 8
 
 
-# ---------------------------------------------------------------------------- paired bootstrap
-def test_bootstrap_ci_of_identical_scores_is_zero_width():
-    a = np.random.default_rng(0).normal(30, 2, 50)
-    assert M.paired_bootstrap_ci(a, a.copy()) == (0.0, 0.0, 0.0)
+# ---------------------------------------------------------------------------- VIF
+# (agreement with sewar and piq: tests/test_metrics_reference.py)
+def test_vif_of_an_identical_image_is_one_and_falls_with_distortion(pair):
+    sr, hr = pair
+    assert M.vif(hr, hr) == pytest.approx(1.0, abs=1e-9)  # noise variance floored at 1e-10
+    noisy = np.clip(hr + np.random.default_rng(0).normal(0, 8, hr.shape), 0, 255).astype(np.uint8)
+    noisier = np.clip(hr + np.random.default_rng(0).normal(0, 25, hr.shape), 0, 255)
+    v = [M.vif(noisy, hr), M.vif(noisier.astype(np.uint8), hr), M.vif(sr, hr)]
+    assert 1 > v[0] > v[1] > 0 and 0 < v[2] < 0.5  # x8 bicubic keeps little information
 
 
-def test_bootstrap_ci_of_a_constant_shift_is_that_shift_exactly():
-    b = np.random.default_rng(1).normal(30, 2, 40)
-    mean, low, high = M.paired_bootstrap_ci(b + 0.25, b)
-    assert mean == pytest.approx(0.25) and low == pytest.approx(0.25) and high == pytest.approx(0.25)
+def test_vif_is_not_symmetric_and_exceeds_one_for_added_contrast(pair):
+    _, hr = pair
+    flat = (128 + 0.5 * (hr.astype(np.float64) - 128)).round().astype(np.uint8)
+    assert M.vif(hr, flat) > 1.0 > M.vif(flat, hr)  # more contrast than the reference: > 1
 
 
-def test_bootstrap_ci_mean_is_the_mean_difference_and_lies_inside():
-    rng = np.random.default_rng(2)
-    a, b = rng.normal(30, 2, 30), rng.normal(29, 2, 30)
-    ci = M.paired_bootstrap_ci(a, b, n_boot=2000)
-    assert ci.mean == pytest.approx(float(np.mean(a - b)))
-    assert ci.low < ci.mean < ci.high
+def test_vif_uses_the_protocols_luma_and_crop(pair):
+    sr, hr = pair
+    v = {p: M.vif(sr, hr, p) for p in M.PROTOCOLS}
+    assert len({round(x, 6) for x in v.values()}) == 3
+    assert M.vif(sr, hr, "dic") == pytest.approx(
+        M.vif(sr[8:-8, 8:-8], hr[8:-8, 8:-8], "dic", crop_border=0), abs=1e-12
+    )
 
 
-def test_bootstrap_ci_covers_the_true_shift_about_95_percent_of_the_time():
-    # 300 synthetic experiments of 40 paired images whose true mean gain is 0.5 dB, with image
-    # difficulty (shared by both methods) far larger than the per-image noise of the gain.
-    rng = np.random.default_rng(3)
-    hits = 0
-    for trial in range(300):
-        difficulty = rng.normal(28, 3, 40)
-        gain = rng.normal(0.5, 0.4, 40)
-        ci = M.paired_bootstrap_ci(difficulty + gain, difficulty, n_boot=1000, seed=trial)
-        hits += ci.low <= 0.5 <= ci.high
-    # Binomial SD at 95 % over 300 trials is 1.3 points; the percentile bootstrap runs slightly
-    # narrow at n = 40, so the band is asymmetric.
-    assert 0.89 <= hits / 300 <= 0.99
+def test_vif_of_a_flat_reference_is_nan():
+    flat = np.full((64, 64, 3), 90, np.uint8)
+    other = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert math.isnan(M.vif(other, flat))
 
 
-def test_bootstrap_ci_matches_the_normal_approximation_for_many_images():
-    rng = np.random.default_rng(4)
-    d = rng.normal(1.0, 0.5, 2000)
-    ci = M.paired_bootstrap_ci(d, np.zeros_like(d), n_boot=4000)
-    half = 1.96 * d.std() / math.sqrt(d.size)
-    assert ci.low == pytest.approx(d.mean() - half, abs=0.15 * half)
-    assert ci.high == pytest.approx(d.mean() + half, abs=0.15 * half)
+def test_vif_batch_and_tensor_inputs(pair):
+    sr, hr = pair
+    per = M.vif(np.stack([sr, hr]), np.stack([hr, hr]), reduction="none")
+    assert per == pytest.approx([M.vif(sr, hr), 1.0])
+    t_sr, t_hr = to_tensor(sr), to_tensor(hr)
+    from ctcnet.pixels import to_uint8
+
+    assert M.vif(t_sr, t_hr) == pytest.approx(M.vif(to_uint8(t_sr), to_uint8(t_hr)), abs=1e-12)
 
 
-def test_bootstrap_ci_narrows_with_a_lower_level_and_is_reproducible():
-    rng = np.random.default_rng(5)
-    a, b = rng.normal(30, 2, 25), rng.normal(29.5, 2, 25)
-    wide, narrow = M.paired_bootstrap_ci(a, b, ci=0.99), M.paired_bootstrap_ci(a, b, ci=0.5)
-    assert wide.low < narrow.low < narrow.high < wide.high
-    assert M.paired_bootstrap_ci(a, b, seed=7) == M.paired_bootstrap_ci(a, b, seed=7)
+def test_vif_refuses_images_smaller_than_41_px_with_one_line(pair):
+    sr, hr = pair
+    assert M.vif(sr[:41, :41], hr[:41, :41]) > 0
+    with pytest.raises(ValueError, match="smaller than the 41x41") as err:
+        M.vif(sr[:40, :60], hr[:40, :60])
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="after a 8-pixel crop"):
+        M.vif(sr[:50, :50], hr[:50, :50], "dic")
+
+
+# ---------------------------------------------------------------------------- metric names
+def test_parse_metrics_keeps_order_and_drops_repeats():
+    assert M.parse_metrics("psnr,ssim") == M.DEFAULT_METRICS
+    assert M.parse_metrics(" VIF, psnr ,vif,") == ("vif", "psnr")
+    assert M.parse_metrics("all") == tuple(M.METRICS) == ("psnr", "ssim", "vif", "lpips")
+    assert M.parse_metrics(["lpips"]) == ("lpips",)
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "kwargs", "message"),
-    [
-        ([1.0, 2.0], [1.0], {}, "equal length"),
-        ([1.0], [2.0], {}, "at least 2"),
-        ([1.0, float("inf")], [1.0, 2.0], {}, "finite"),
-        ([1.0, 2.0], [1.0, 2.0], {"n_boot": 0}, "n_boot"),
-        ([1.0, 2.0], [1.0, 2.0], {"ci": 1.0}, "ci must"),
-    ],
+    "text, message",
+    [("psnr,fid", "unknown metric 'fid'; choose from psnr, ssim, vif, lpips"),
+     ("", "no metric given"), (" , ", "no metric given"), ("all,psnr", "unknown metric 'all'")],
 )
-def test_bootstrap_ci_refuses_bad_input_with_one_line(a, b, kwargs, message):
-    with pytest.raises(ValueError, match=message) as info:
-        M.paired_bootstrap_ci(a, b, **kwargs)
-    assert "\n" not in str(info.value)
+def test_parse_metrics_refuses_unknown_or_empty_lists_with_one_line(text, message):
+    with pytest.raises(ValueError, match=message) as err:
+        M.parse_metrics(text)
+    assert "\n" not in str(err.value)

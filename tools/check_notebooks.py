@@ -4,11 +4,13 @@
 Run by ``make test``.  A notebook fails the check if it
 
 * has outputs or execution counts (commit notebooks stripped: ``nbstripout``);
-* does not start (first code cell) with the Colab install cell: detection of
-  ``google.colab`` plus ``pip install`` of ``git+<repository.url from _config.yml>``
-  -- the canonical source is ``CANONICAL_FIRST_CELL`` below
-  (print it with ``python tools/check_notebooks.py --print-first-cell``);
-* has no markdown cell with an "Audience & objectives" section;
+* does not start (first code cell) with the Colab install cell, character for character
+  (``CANONICAL_FIRST_CELL`` below with ``repository.url`` from ``_config.yml``; print it with
+  ``python tools/check_notebooks.py --print-first-cell``): on Colab it installs ctcnet with
+  ``--no-deps``, then ``ctcnet/colab_install.py`` installs only what the runtime lacks, never
+  touching its torch, numpy or OpenCV (``tools/check_colab_install.sh`` proves it in CI);
+* has no markdown cell with an "Audience & objectives" section or a ``> **Objectives.**``
+  blockquote (docs/AUTHORING.md);
 * declares a kernel other than ``python3`` (the build runs the ``python3`` kernel);
 * (notebooks under book/ only) is not listed in ``_toc.yml`` -- such a notebook
   would silently never be built nor executed.
@@ -32,16 +34,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Canonical first code cell of every chapter; ``{repo_url}`` is ``repository.url``
 #: from ``_config.yml`` (the single source of truth for the repository URL).
 CANONICAL_FIRST_CELL = '''\
-# Colab only: install the ctcnet package from GitHub (no-op elsewhere).
+# Colab only (a no-op elsewhere): install ctcnet, then only what this runtime lacks. The
+# runtime's torch, numpy and OpenCV are never upgraded, downgraded or reinstalled.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    PACKAGE = "ctcnet[analysis] @ git+{repo_url}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+    from importlib.metadata import distribution
+
+    PACKAGE = "ctcnet @ git+{repo_url}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", PACKAGE], check=True)
+    installer = distribution("ctcnet").locate_file("ctcnet/colab_install.py")
+    subprocess.run([sys.executable, installer, "analysis"], check=True)
 '''
 
-AUDIENCE_RE = re.compile(r"audience\s*(?:&|&amp;|and)\s*objectives", re.IGNORECASE)
+# "Audience & objectives" (a heading), or the blockquote of docs/AUTHORING.md: "> **Objectives.**"
+AUDIENCE_RE = re.compile(r"audience\s*(?:&|&amp;|and)\s*objectives|^>\s*\*\*(?:audience|objectives)\b",
+                         re.IGNORECASE | re.MULTILINE)
 PIP_INSTALL_RE = re.compile(r"pip\W{1,8}install")
 EXPECTED_KERNEL = "python3"
 
@@ -61,6 +70,19 @@ def read_repo_url(root: Path = REPO_ROOT) -> str:
         if not url:
             raise ValueError("_config.yml has no repository.url")
     return str(url).rstrip("/")
+
+
+def read_baseurl(root: Path = REPO_ROOT) -> str:
+    """Return ``html.baseurl`` from ``<root>/_config.yml`` (with a trailing slash), or ""."""
+    text = (root / "_config.yml").read_text(encoding="utf-8")
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        m = re.search(r"^html:\s*\n(?:[ \t]+.*\n)*?[ \t]+baseurl:\s*(\S*)", text, re.MULTILINE)
+        url = m.group(1).strip("'\"") if m else ""
+    else:
+        url = str((yaml.safe_load(text).get("html") or {}).get("baseurl") or "")
+    return url if not url or url.endswith("/") else url + "/"
 
 
 def canonical_first_cell(root: Path = REPO_ROOT) -> str:
@@ -139,10 +161,15 @@ def check_notebook(path: Path, repo_url: str, toc: set[str] | None = None,
                 + ", ".join(missing)
                 + "); see `python tools/check_notebooks.py --print-first-cell`"
             )
+        elif first.strip() != canonical_first_cell(root).strip():
+            problems.append(
+                "first code cell differs from the canonical Colab install cell (copy it from "
+                "`python tools/check_notebooks.py --print-first-cell`)")
 
     if not any(c.get("cell_type") == "markdown" and AUDIENCE_RE.search(_source(c))
                for c in cells):
-        problems.append('has no markdown cell with an "Audience & objectives" section')
+        problems.append('has no markdown cell with an "Audience & objectives" section (or the '
+                        '"> **Objectives.** …" blockquote of docs/AUTHORING.md)')
 
     kernel = (nb.get("metadata", {}).get("kernelspec") or {}).get("name")
     if kernel not in (None, EXPECTED_KERNEL):

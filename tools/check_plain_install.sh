@@ -2,29 +2,43 @@
 # A plain `pip install ctcnet` (no extras) works: build the wheel, install it into a fresh
 # virtualenv that holds only torch and the core dependencies, and use it as a new user would.
 #
-#   tools/check_plain_install.sh          # run by .ci/run after the tests
+#   tools/check_plain_install.sh                       # the oldest torch ctcnet declares
+#   TORCH_VERSION=2.15.0 tools/check_plain_install.sh  # .ci/run runs both
 #
 # Checks, from a folder outside the repository (so the source tree cannot be imported):
 #   * none of the extras' packages got installed (pandas, matplotlib, ... ),
 #   * `ctcnet info`, `ctcnet upscale` on a small image, `ctcnet eval` on a tiny folder (both with
 #     the shipped weights, i.e. the package data), and three training steps of `tiny`.
-# torch==$TORCH_VERSION (default 2.13.0, the lower bound in pyproject.toml) comes first: the CPU
-# build from $TORCH_CPU_INDEX when that index is reachable, else from the configured pip indexes.
-# Needs the project's .venv (made by `make test`) to build the wheel.
+# torch==$TORCH_VERSION (default: the floor of `torch>=` in pyproject.toml, tools/torch_floor.py)
+# comes first, installed with uv: the CPU build from $TORCH_CPU_INDEX when that index is
+# reachable, else PyPI's build (CUDA libraries included; it runs on the CPU), which uv downloads
+# once per version into its cache ($UV_CACHE_DIR; .ci/run gives its install checks one) and
+# hard-links into each venv that asks for it again. The wheel is then installed with pip, as a
+# user would. $PLAIN_PYTHON is the venv's interpreter (default python3). Needs the project's
+# .venv (`make venv-dev`: uv, and what builds the wheel).
 set -euo pipefail
+T0=$(date +%s)
+since() { echo "[$(( $(date +%s) - T0 )) s]"; }  # time since the start, on each >>> line
 
-TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 builder="${BUILD_PYTHON:-$repo/.venv/bin/python}"
+TORCH_VERSION="${TORCH_VERSION:-$("$builder" "$repo/tools/torch_floor.py")}"
+TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# --no-compile below: these commands import a small part of torch, so byte-compiling all of it at
-# install time is wasted work (the whole script: 57 s user CPU with it, 50 s without; 2m50s wall at
-# load average ~5 on 2 cores).
+uv="${UV:-$repo/.venv/bin/uv}"
+if ! [[ -x "$uv" ]]; then
+  echo "ERROR: no uv at $uv: \`make venv-dev\` installs it into .venv (or set UV)" >&2
+  exit 1
+fi
+# this machine's pip config caps torch below the newest release (/etc/xdg/pip): not for this venv
+# (uv does not read pip's config; pip installs the wheel next to the torch uv put there)
+export PIP_CONSTRAINT=/dev/null
+# --no-compile below (and uv's default): these commands import a small part of torch, so
+# byte-compiling all of it at install time is wasted work.
 export PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_NUM_THREADS=1
 
-echo ">>> building the wheel"
+echo ">>> building the wheel $(since)"
 # No build isolation: the project's venv already has setuptools and wheel, and CI stays offline.
 "$builder" -m pip wheel -q --no-deps --no-build-isolation -w "$work/dist" "$repo"
 wheel=$(ls "$work"/dist/ctcnet-*.whl)
@@ -37,15 +51,27 @@ missing = [n for n in needed if n not in names]
 sys.exit(f"the wheel lacks {missing}" if missing else None)
 EOF
 
-echo ">>> fresh virtualenv: torch==$TORCH_VERSION, then the wheel without extras"
-"$(command -v python3)" -m venv "$work/venv"
+plain_python="${PLAIN_PYTHON:-$(command -v python3)}"
+echo ">>> fresh virtualenv ($("$plain_python" --version)): torch==$TORCH_VERSION, then the wheel" \
+  "without extras"
+t0=$(date +%s)
+"$uv" venv -q --seed --python "$plain_python" "$work/venv"  # --seed: with pip, like python -m venv
 py="$work/venv/bin/python"
 if "$py" -c "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/torch/', method='HEAD'), timeout=8)" "$TORCH_CPU_INDEX" 2>/dev/null; then
-  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
+  "$uv" pip install -q --python "$py" "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
 else
-  "$py" -m pip install -q --no-compile "torch==$TORCH_VERSION"
+  "$uv" pip install -q --python "$py" "torch==$TORCH_VERSION"
 fi
+echo "    (torch installed in $(( $(date +%s) - t0 )) s with $("$uv" --version))"
 "$py" -m pip install -q --no-compile "$wheel"
+"$py" - "$TORCH_VERSION" <<'EOF'
+import sys
+import torch
+release = lambda v: [int(x) for x in v.split("+")[0].split(".")] + [0] * 3
+if release(torch.__version__)[:3] != release(sys.argv[1])[:3]:
+    sys.exit(f"ERROR: installing ctcnet changed torch to {torch.__version__}")
+print(f"    torch {torch.__version__} kept")
+EOF
 ctcnet="$work/venv/bin/ctcnet"
 
 cd "$work"  # away from the source tree: what runs is the installed package
@@ -58,7 +84,7 @@ import ctcnet
 assert "site-packages" in ctcnet.__file__, ctcnet.__file__
 EOF
 
-echo ">>> ctcnet info"
+echo ">>> ctcnet info $(since)"
 "$ctcnet" info
 
 # Sample images made here: a plain install ships no photos. Smooth random faces-sized images;
@@ -77,17 +103,21 @@ for i in range(3):
 Image.open(folder / "0.png").resize((32, 32), Image.BICUBIC).save("tiny_face.png")
 EOF
 
-echo ">>> ctcnet upscale"
+echo ">>> ctcnet upscale $(since)"
 "$ctcnet" upscale tiny_face.png -o upscaled
-ls upscaled | grep -q "_sr" || { echo "ERROR: upscale wrote no SR face" >&2; exit 1; }
+"$py" - <<'EOF2'
+from PIL import Image
+size = Image.open("upscaled/tiny_face_x8.png").size
+assert size == (256, 256), f"ERROR: upscale wrote a {size} image, not the 32 px photo enlarged x8"
+EOF2
 
-echo ">>> ctcnet eval"
+echo ">>> ctcnet eval $(since)"
 "$ctcnet" eval --data faces --out evaluation
 test -s evaluation/per_image.csv
 
-echo ">>> ctcnet train (3 steps of tiny)"
+echo ">>> ctcnet train (3 steps of tiny) $(since)"
 "$ctcnet" train --preset tiny --data faces --steps 3 --batch-size 2 --hr-size 128 \
   --device cpu --no-progress --out run
 test -s run/last.pt
 
-echo ">>> plain install: OK"
+echo ">>> plain install: OK $(since)"

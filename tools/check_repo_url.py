@@ -9,7 +9,10 @@ fails when
   ``git+<url>`` (the Colab install cell, see ``tools/check_notebooks.py``);
 * any ``git+https://github.com/OWNER/REPO`` or Colab ``/github/OWNER/REPO`` link in
   the notebooks, the book's markdown, README.md or environment.yml points to a
-  different repository.
+  different repository;
+* ``html.baseurl`` (the web book, the one place its address lives) is not the GitHub Pages
+  address of the repository (``https://OWNER.github.io/REPO/``), or a link in those files
+  points to a GitHub Pages site other than it.
 """
 
 from __future__ import annotations
@@ -20,10 +23,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_notebooks import REPO_ROOT, find_notebooks, read_repo_url  # noqa: E402
+from check_notebooks import REPO_ROOT, find_notebooks, read_baseurl, read_repo_url  # noqa: E402
 
 GIT_LINK_RE = re.compile(r"git\+(https://github\.com/[\w.-]+/[\w.-]+?)(?:\.git)?(?![\w.-])")
 COLAB_LINK_RE = re.compile(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)")
+PAGES_LINK_RE = re.compile(r"https?://[\w-]+\.github\.io/[\w.-]*/?", re.IGNORECASE)
+
+
+def pages_url(repo_url: str) -> str:
+    """The GitHub Pages address of ``https://github.com/OWNER/REPO``."""
+    owner, repo = repo_url.removeprefix("https://github.com/").split("/")[:2]
+    return f"https://{owner.lower()}.github.io/{repo}/"
 
 
 def pyproject_homepage(root: Path) -> str | None:
@@ -56,6 +66,11 @@ def check(root: Path = REPO_ROOT) -> list[str]:
         problems.append(f"pyproject.toml [project.urls] Homepage is {homepage!r}, "
                         f"_config.yml repository.url is {url!r}")
 
+    baseurl = read_baseurl(root)
+    if baseurl != pages_url(url):
+        problems.append(f"_config.yml html.baseurl is {baseurl!r}, the GitHub Pages address of "
+                        f"repository.url is {pages_url(url)!r}")
+
     for nb in find_notebooks(root):
         if f"git+{url}" not in first_code_cell(nb):
             problems.append(f"{nb.relative_to(root)}: first code cell does not install git+{url}")
@@ -71,6 +86,10 @@ def check(root: Path = REPO_ROOT) -> list[str]:
             if m.group(1) != owner_repo:
                 problems.append(f"{path.relative_to(root)}: Colab link to {m.group(1)} "
                                 f"!= {owner_repo}")
+        for m in PAGES_LINK_RE.finditer(text):
+            if baseurl and not (m.group(0) + "/").startswith(baseurl):
+                problems.append(f"{path.relative_to(root)}: web-book link {m.group(0)} is not "
+                                f"under html.baseurl {baseurl}")
     return problems
 
 

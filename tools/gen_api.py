@@ -21,40 +21,50 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SECTIONS = [
-    ("ctcnet", "Top level: models, checkpoints of the authors, runtime",
-     ["build_model", "CTCNet", "CTCNetConfig", "PRESETS", "load_official_checkpoint",
-      "export_official_state_dict", "CheckpointError", "optimize_for_inference",
-      "optimize_for_training", "grad_scaler_for", "attention_maps", "pick_device", "autocast"]),
+    ("ctcnet", "Top level: models, weights, runtime",
+     ["build_model", "load_model", "CTCNet", "CTCNetConfig", "PRESETS", "load_official_checkpoint",
+      "export_official_state_dict", "CTCNetError", "CheckpointError", "optimize_for_inference",
+      "optimize_for_training", "grad_scaler_for", "pick_device", "autocast"]),
     ("ctcnet.runtime", "Runtime helpers",
      ["choose_precision", "cpu_has_fast_bf16", "fold_batchnorm", "enable_checkpointing",
       "disable_checkpointing"]),
+    ("ctcnet.model", "Initialisation", ["reference_init_"]),
     ("ctcnet.model", "Paper modules (one class per module of Fig. 2)",
      ["PaperUnit", "LocalBlock", "ResidualUnit", "ChannelAttention", "Hourglass", "FSAU", "MDTA",
       "GDFN", "TransformerBlock", "LGCM", "FEU", "FRM", "Downsample", "Upsample",
       "CrossScaleResampler", "MFFU"]),
+    ("ctcnet.errors", "Errors (one root) and the one-line message", None),
+    ("ctcnet.pixels", "Pixels: images to tensors and back", None),
     ("ctcnet.metrics", "Metrics", None),
-    ("ctcnet.data.degradation", "Data: degradation and tensors",
-     ["degrade", "to_tensor", "to_uint8", "ReferenceAugment"]),
+    ("ctcnet.lpips", "Metrics: LPIPS", None),
+    ("ctcnet.stats", "Statistics of a difference", None),
+    ("ctcnet.data.degradation", "Data: degradation and the reference augmentation", None),
     ("ctcnet.data.augment", "Data: stronger augmentation", None),
     ("ctcnet.data.datasets", "Data: the dataset", ["FaceSRDataset"]),
+    ("ctcnet.data.sampling", "Data: which face goes into which batch slot of which step", None),
     ("ctcnet.data.imageio", "Data: reading, cropping and writing images", None),
     ("ctcnet.data.fetch", "Data: downloading and verifying files", None),
-    ("ctcnet.data.errors", "Data: errors", None),
     ("ctcnet.data.prepare", "Data: preparing CelebA, FFHQ and Helen",
      ["prepare_dataset", "dataset_info", "celeba_face_crop"]),
     ("ctcnet.data.offline_faces", "The offline face set",
      ["build_offline_faces", "offline_faces_info", "load_manifest", "default_root"]),
-    ("ctcnet.data.official_weights", "The authors' released weights", None),
-    ("ctcnet.train", "Training",
-     ["TrainConfig", "fit", "load_data", "StepSampler", "check_config", "split_by_identity",
-      "reference_init_"]),
-    ("ctcnet.checkpoint", "Checkpoints",
-     ["load_model", "save_checkpoint", "read_checkpoint", "model_from_checkpoint",
-      "strip_for_release", "default_weights_path", "CheckpointError"]),
+    ("ctcnet.weights", "Weights: which file a name means, loading, checkpoints",
+     ["resolve_weights", "load_model", "default_weights_path", "save_checkpoint",
+      "read_checkpoint", "model_from_checkpoint", "strip_for_release", "checkpoint_digest",
+      "check_finite"]),
+    ("ctcnet.weights.official", "Weights: the authors' key map", None),
+    ("ctcnet.weights.download", "Weights: the authors' released weights", None),
+    ("ctcnet.train", "Training", ["TrainConfig", "fit", "Run", "load_data", "check_config"]),
+    ("ctcnet.training_data", "Training: data and loader", None),
+    ("ctcnet.run_folder", "Training: the run folder", None),
+    ("ctcnet.distributed", "Training: several processes (torchrun)", None),
     ("ctcnet.evaluate", "Evaluation", None),
+    ("ctcnet.strips", "Comparison strips", None),
     ("ctcnet.faces", "Face detection and alignment", None),
+    ("ctcnet.face_regions", "Face regions from five landmarks", None),
     ("ctcnet.upscale", "Upscaling photos", None),
     ("ctcnet.analysis", "Analysis (cost, receptive fields, attributions, attention)", None),
+    ("ctcnet.course.schematic", "Module schematics (drawn from the forward pass)", None),
     ("ctcnet.course.plotting", "Analysis figures", None),
     ("ctcnet.course.book", "Book helpers", None),
     ("ctcnet.course.explorer", "Interactive explorer (chapter 15)", None),
@@ -150,6 +160,13 @@ def config_fields() -> list[str]:
     return lines + [""]
 
 
+def _flags(p: argparse.ArgumentParser) -> list[str]:
+    """Each option once: its long form, or both forms of an on/off flag (``--x/--no-x``)."""
+    return ["/".join(a.option_strings) if isinstance(a, argparse.BooleanOptionalAction)
+            else a.option_strings[-1] for a in p._actions
+            if a.option_strings and a.option_strings[-1] != "--help"]
+
+
 def cli() -> list[str]:
     from ctcnet.cli import build_parser
 
@@ -164,12 +181,12 @@ def cli() -> list[str]:
         nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
         if nested:
             for name, q in nested[0].choices.items():
-                opts = [o for a in q._actions for o in a.option_strings[-1:] if o != "--help"]
+                opts = _flags(q)
                 nh = {a.dest: a.help for a in nested[0]._choices_actions}
                 lines.append(f"| `{cmd} {name}` | {cell(rst_to_md(nh.get(name) or ''))} | "
                              f"{cell(', '.join(f'`{o}`' for o in opts))} |")
             continue
-        opts = [o for a in p._actions for o in a.option_strings[-1:] if o != "--help"]
+        opts = _flags(p)
         lines.append(f"| `{cmd}` | {cell(rst_to_md(help_text or ''))} | "
                      f"{cell(', '.join(f'`{o}`' for o in opts))} |")
     return lines + [""]

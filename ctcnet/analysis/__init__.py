@@ -7,11 +7,11 @@ package; ``import ctcnet`` alone does not need them.
 """
 
 from .attention import (
+    attention_maps,
     attention_stats,
     channel_attention_weights,
     effective_rank,
     fsau_maps,
-    landmark_mask,
     mdta_matrices,
     mdta_measures,
     region_contrast,
@@ -54,18 +54,17 @@ from .receptive_field import (
     ERFResult,
     ReceptiveField,
     ReceptiveFieldError,
-    difference_verdict,
     effective_receptive_field,
     erf_maps,
     erf_radius,
     radius_summary,
-    region_pixels,
     theoretical_receptive_field,
     trace_receptive_fields,
 )
 from .seeds import TInterval, student_t_quantile, t_interval
 
 __all__ = [
+    "attention_maps",
     "count_params",
     "count_flops",
     "flops_by_module",
@@ -84,8 +83,6 @@ __all__ = [
     "erf_radius",
     "erf_maps",
     "radius_summary",
-    "region_pixels",
-    "difference_verdict",
     "ERFResult",
     "lam",
     "LAMResult",
@@ -116,6 +113,5 @@ __all__ = [
     "effective_rank",
     "mdta_measures",
     "channel_attention_weights",
-    "landmark_mask",
     "region_contrast",
 ]

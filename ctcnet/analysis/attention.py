@@ -3,13 +3,16 @@
 FSAU (Gao et al., IEEE TIP 2023, Sec. III-B) multiplies its input by a one-channel spatial map
 ``M`` in ``(0, 1)`` from an hourglass; MDTA (Zamir et al., Restormer, CVPR 2022) attends across
 channels with one ``C/heads x C/heads`` softmax matrix per head whose rows sum to 1. Both are
-read with :func:`ctcnet.runtime.attention_maps` (temporary hooks on ``FSAU.map_tap`` and
+read with :func:`attention_maps` (temporary hooks on ``FSAU.map_tap`` and
 ``MDTA.attention_tap``; the model is not modified). Over many faces: :func:`mdta_measures`
 (entropy and :func:`effective_rank` per head), :func:`channel_attention_weights` (the CA gains)
-and :func:`region_contrast` of a map inside :func:`landmark_mask` regions.
+and :func:`region_contrast` of a map inside :func:`ctcnet.face_regions.landmark_mask` regions.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -17,18 +20,62 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime import attention_maps
+from ..model import FSAU, MDTA, ChannelAttention, CTCNet
 
 __all__ = [
+    "attention_maps",
     "fsau_maps",
     "mdta_matrices",
     "attention_stats",
     "effective_rank",
     "mdta_measures",
     "channel_attention_weights",
-    "landmark_mask",
     "region_contrast",
 ]
+
+
+@contextlib.contextmanager
+def _taps(model: nn.Module, fsau: bool, mdta: bool) -> Iterator[dict[str, torch.Tensor]]:
+    found: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def keep(name: str):
+        def hook(_module, _inputs, output):
+            found[name] = output.detach()
+
+        return hook
+
+    for name, module in model.named_modules():
+        if fsau and isinstance(module, FSAU):
+            handles.append(module.map_tap.register_forward_hook(keep(name)))
+        if mdta and isinstance(module, MDTA):
+            handles.append(module.attention_tap.register_forward_hook(keep(name)))
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def attention_maps(
+    model: CTCNet, x: torch.Tensor, fsau: bool = True, mdta: bool = True
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run ``model`` on ``x`` and return ``(output, maps)``.
+
+    ``maps`` is keyed by module path: FSAU spatial maps ``(N, 1, H, W)`` in ``(0, 1)`` (e.g.
+    ``"encoder.0.fsau"``) and MDTA channel-attention matrices ``(N, heads, C/h, C/h)`` whose
+    rows sum to 1 (e.g. ``"decoder.2.transformer.0.attn"``). The model runs in eval mode (so
+    BatchNorm uses, and does not update, its running statistics) and is returned to its previous
+    mode. Nothing is stored on the modules: temporary hooks are removed before returning.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with _taps(model, fsau, mdta) as found, torch.no_grad():
+            output = model(x)
+    finally:
+        model.train(was_training)
+    return output, dict(found)
 
 
 def _select(t: torch.Tensor, sample: int | None) -> torch.Tensor:
@@ -201,7 +248,6 @@ def channel_attention_weights(model: nn.Module, x: torch.Tensor) -> dict[str, to
     dict of str -> tensor
         ``(N, C)`` per CA module.
     """
-    from ..model import ChannelAttention
 
     found: dict[str, torch.Tensor] = {}
 
@@ -225,35 +271,6 @@ def channel_attention_weights(model: nn.Module, x: torch.Tensor) -> dict[str, to
     return found
 
 
-def landmark_mask(landmarks: np.ndarray | torch.Tensor, size: int = 128,
-                  radius: float = 10.0) -> torch.Tensor:
-    """Boolean masks of discs of ``radius`` pixels around facial landmarks.
-
-    Parameters
-    ----------
-    landmarks : array (K, 2) or (N, K, 2)
-        ``(x, y)`` pixel positions (e.g. the five MTCNN points of :mod:`ctcnet.faces`).
-    size : int
-        Side of the square image.
-    radius : float
-        Disc radius in pixels.
-
-    Returns
-    -------
-    tensor (N, size, size) of bool
-        True inside any disc (``N = 1`` for a ``(K, 2)`` input).
-    """
-    pts = torch.as_tensor(np.asarray(landmarks), dtype=torch.float64)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[-1] != 2:
-        raise ValueError(f"landmarks must be (K, 2) or (N, K, 2), got {tuple(pts.shape)}")
-    coords = torch.arange(size, dtype=torch.float64)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    dist2 = (xx[None, None] - pts[..., 0, None, None]) ** 2 + (yy[None, None] - pts[..., 1, None, None]) ** 2
-    return (dist2 <= radius**2).any(dim=1)
-
-
 def region_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Mean of a map inside a region minus its mean outside, per sample.
 
@@ -263,7 +280,7 @@ def region_contrast(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         E.g. FSAU maps from :func:`fsau_maps` with ``sample=None``; enlarged with nearest
         neighbours to the masks' size (which must be a multiple of ``h`` and ``w``).
     masks : tensor (N, H, W) of bool
-        E.g. :func:`landmark_mask`; each must have pixels inside and outside.
+        E.g. :func:`ctcnet.face_regions.landmark_mask`; each must have pixels inside and outside.
 
     Returns
     -------

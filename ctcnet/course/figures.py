@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..model import MFFU, CTCNet, PaperUnit
+from ..model import FRM, LGCM, MFFU, CTCNet, Downsample, PaperUnit, Upsample
 
 __all__ = [
     "UnitTrace",
@@ -52,6 +52,47 @@ def _label(unit: PaperUnit) -> str:
 
 def _shape(t) -> tuple[int, ...]:
     return tuple(int(s) for s in t.shape)
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """The ``stage`` names that :meth:`~ctcnet.model.CTCNet.units` uses, read from the units
+    themselves rather than spelled here: the first unit's stage is the head's, the last unit's
+    the tail's, and the encoder, bottleneck and decoder are the stages of the Downsampling, FRM
+    and Upsampling units (``None`` where a config has none)."""
+
+    head: str
+    encoder: str | None
+    bottleneck: str | None
+    decoder: str | None
+    tail: str
+
+    @classmethod
+    def of(cls, units: list[PaperUnit]) -> _Stages:
+        def stage(kind: type) -> str | None:
+            return next((u.stage for u in units if isinstance(u.module, kind)), None)
+
+        return cls(units[0].stage, stage(Downsample), stage(FRM), stage(Upsample),
+                   units[-1].stage)
+
+
+def _numbered(units: list[PaperUnit]) -> dict[str, str]:
+    """Box labels of ``draw_dataflow``: the unit's short name, numbered in forward order among
+    the units of its kind on its side (``Down 0``, ``FRM 1``; the first and last unit, head
+    and tail, stay unnumbered); LGCMs say which side they are on (``Enc LGCM 0``)."""
+    stages = _Stages.of(units)
+    seen: dict[tuple[str, str], int] = {}
+    labels = {}
+    for k, unit in enumerate(units):
+        kind = _label(unit)
+        if k in (0, len(units) - 1):
+            labels[unit.path] = kind
+            continue
+        index = seen.get((unit.stage, kind), 0)
+        seen[(unit.stage, kind)] = index + 1
+        side = {stages.encoder: "Enc ", stages.decoder: "Dec "}.get(unit.stage, "")
+        labels[unit.path] = f"{side if kind == 'LGCM' else ''}{kind} {index}"
+    return labels
 
 
 @torch.no_grad()
@@ -123,21 +164,22 @@ def _layout(units: list[PaperUnit], top: float) -> tuple[dict[str, tuple[float, 
         return 4.2 - 1.4 * math.log2(1 / scale)
 
     placed = [u for u in units if u.scale is not None]
-    n_bottleneck = sum(u.stage == "bottleneck" for u in placed)
+    stages = _Stages.of(placed)
+    n_bottleneck = sum(u.stage == stages.bottleneck for u in placed)
     right = 3.0 + 1.5 * max(n_bottleneck, 1)
     pos: dict[str, tuple[float, float]] = {}
     previous = None
     for k, u in enumerate(placed):
         resamples = previous is not None and u.scale != previous
         y = (row(previous) + row(u.scale)) / 2 if resamples else row(u.scale)
-        if u.stage == "head":
+        if k == 0:  # the head
             pos[u.path] = (0.0, top)
-        elif u.stage == "tail":
+        elif k == len(placed) - 1:  # the tail
             pos[u.path] = (right + 1.5, top)
-        elif u.stage == "encoder":
+        elif u.stage == stages.encoder:
             pos[u.path] = (1.5 if resamples else 0.0, y)
-        elif u.stage == "bottleneck":
-            index = sum(v.stage == "bottleneck" for v in placed[:k])
+        elif u.stage == stages.bottleneck:
+            index = sum(v.stage == stages.bottleneck for v in placed[:k])
             pos[u.path] = (3.0 + 1.5 * index, y)
         else:  # decoder: Up, then the units at the new scale; the last one feeds the next stage
             nxt = placed[k + 1] if k + 1 < len(placed) else None
@@ -158,7 +200,9 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
 
     trace = {t.path: t for t in trace_units(model, size)}
     units = [u for u in model.units() if u.path in trace]
-    n_frm = sum(u.stage == "bottleneck" for u in units)
+    stages = _Stages.of(units)
+    labels = _numbered(units)
+    n_frm = sum(u.stage == stages.bottleneck for u in units)
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.0 + 1.5 * (n_frm + 4), 7.0))
     else:
@@ -172,11 +216,7 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
             continue
         t = trace[path]
         c, hh, ww = t.out_shape[1:]
-        index = path.rsplit(".", 1)[-1]
-        label = f"{t.kind} {index}" if index.isdigit() else t.kind
-        stage = next((u.stage for u in units if u.path == path), "")
-        if t.kind == "LGCM" and stage in ("encoder", "decoder"):  # the two sides reuse 0, 1, 2
-            label = f"{stage[:3].title()} {label}"
+        label = labels[path]
         ax.add_patch(
             FancyBboxPatch(
                 (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02",
@@ -207,7 +247,7 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
     # the encoder feature of each scale: the last encoder unit before the scale changes
     skips = {}
     for a, b in zip(units, units[1:]):
-        if a.stage == b.stage == "encoder" and b.scale != a.scale:
+        if a.stage == b.stage == stages.encoder and b.scale != a.scale:
             skips[a.scale] = a.path
     fusions = [u for u in units if isinstance(u.module, MFFU)]
     if fusions:
@@ -216,7 +256,7 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
         links = []
         for a, b in zip(units, units[1:] + [None]):
             ends_scale = b is None or b.stage != a.stage or b.scale != a.scale
-            if a.stage == "decoder" and ends_scale and a.scale in skips:
+            if a.stage == stages.decoder and ends_scale and a.scale in skips:
                 links.append((skips[a.scale], a.path))
     # Encoder features leave their LGCM's right edge horizontally, at the LGCM's own height, so
     # they pass between the Down boxes (which sit half-way between two rows); once past that
@@ -258,10 +298,11 @@ def draw_dataflow(model: CTCNet, size: int = 128, ax=None, title: str | None = N
 
 #: The paper's full name (Gao et al., 2023) of every ``paper_name`` / ``part`` that
 #: :meth:`ctcnet.model.CTCNet.units` reports, with the abbreviation the paper uses ("" where it
-#: has none). Parts that the paper's Fig. 2 does not draw say so.
+#: has none); the first and last unit (both "Conv 3x3") are ``"shallow features"`` and
+#: ``"reconstruction"``. Parts that the paper's Fig. 2 does not draw say so.
 PAPER_TITLES: dict[str, tuple[str, str]] = {
-    "head": ("shallow feature extraction (3×3 conv)", ""),
-    "tail": ("reconstruction (3×3 conv)", ""),
+    "shallow features": ("shallow feature extraction (3×3 conv)", ""),
+    "reconstruction": ("reconstruction (3×3 conv)", ""),
     "LGCM": ("Local-Global Feature Cooperation Module", "LGCM"),
     "FSAU": ("Facial Structure Attention Unit", "FSAU"),
     "Transformer blocks": ("Transformer block (MDTA + GDFN, from Restormer)", ""),
@@ -331,8 +372,12 @@ def paper_module_table(model: CTCNet):
     """
     import pandas as pd  # optional: the course layer
 
+    first, last = model.units()[0], model.units()[-1]
+
     def key(unit: PaperUnit) -> str:
-        return unit.stage if unit.stage in ("head", "tail") else unit.paper_name
+        if unit.module is first.module:
+            return "shallow features"
+        return "reconstruction" if unit.module is last.module else unit.paper_name
 
     def params(modules: list[nn.Module]) -> int:
         seen = {id(p): p.numel() for m in modules for p in m.parameters()}
@@ -379,7 +424,7 @@ def _stage_groups(model: CTCNet) -> list[tuple[str, float, list[PaperUnit]]]:
     runs of one stage at one scale, in forward order: ``(stage, scale, units)``."""
     groups: list[tuple[str, float, list[PaperUnit]]] = []
     for unit in model.units():
-        if unit.scale is None or unit.paper_name in ("Downsampling", "Upsampling"):
+        if unit.scale is None or isinstance(unit.module, (Downsample, Upsample)):
             continue
         if groups and groups[-1][0] == unit.stage and groups[-1][1] == unit.scale:
             groups[-1][2].append(unit)
@@ -403,13 +448,14 @@ def draw_overview(model: CTCNet, size: int = 128, scale: int = 8, ax=None,
 
     trace = {t.path: t for t in trace_units(model, size)}
     groups = _stage_groups(model)
+    stages = _Stages.of(model.units())
     if ax is None:
         fig, ax = plt.subplots(figsize=(12.0, 5.0))
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
     else:
         fig = ax.figure
-    colours = {"head": "#dddddd", "tail": "#dddddd", "encoder": "#9ecae1",
-               "bottleneck": "#fcbba1", "decoder": "#c7e9c0"}
+    colours = {stages.head: "#dddddd", stages.tail: "#dddddd", stages.encoder: "#9ecae1",
+               stages.bottleneck: "#fcbba1", stages.decoder: "#c7e9c0"}
     w, h, dy, step, stagger = 2.5, 0.8, 1.25, 2.85, 1.6
 
     def level(s: float) -> float:
@@ -436,19 +482,18 @@ def draw_overview(model: CTCNet, size: int = 128, scale: int = 8, ax=None,
     x, y_prev, x_prev = 0.0, 0.0, 0.0
     encoder_at: dict[float, tuple[float, float]] = {}
     skips: list[tuple[float, float, float, bool]] = []  # (x from, x to, y, fused)
-    for stage, s, units in groups:
+    for g, (stage, s, units) in enumerate(groups):
         y = level(s)
         x += step if y == y_prev else stagger
         c, hh, ww = trace[units[-1].path].out_shape[1:]
         names = list(dict.fromkeys(u.paper_name for u in units))
-        if stage in ("head", "tail"):
-            lines = [names[0].replace("x", "×"),
-                     "shallow features" if stage == "head" else "reconstruction"]
+        if g in (0, len(groups) - 1):  # the head and the tail
+            lines = [names[0].replace("x", "×"), "shallow features" if g == 0 else "reconstruction"]
         elif len(units) > 1 and len(names) == 1:
             lines = [f"{len(units)} × {names[0]}"]
         else:
             lines = [" → ".join(names)]
-        lgcms = [u.module for u in units if u.paper_name == "LGCM"]
+        lgcms = [u.module for u in units if isinstance(u.module, LGCM)]
         if lgcms:
             blocks = sum(len(m.transformer) for m in lgcms if m.transformer is not None)
             lines.append(f"{blocks} Transformer block{'' if blocks == 1 else 's'}")
@@ -463,9 +508,9 @@ def draw_overview(model: CTCNet, size: int = 128, scale: int = 8, ax=None,
             ax.text((x_prev + x) / 2 + (-0.12 if down else 0.12), (y0 + y1) / 2,
                     "Down ×½" if down else "Up ×2", ha="right" if down else "left",
                     va="center", fontsize=8, color="#444444")
-        if stage == "encoder":
+        if stage == stages.encoder:
             encoder_at[s] = (x, y)
-        elif stage == "decoder" and s in encoder_at:
+        elif stage == stages.decoder and s in encoder_at:
             ex = encoder_at[s][0]
             arrow(ex + w / 2, y, x - w / 2, y, style="--", colour="tab:purple")
             skips.append((ex + w / 2, x - w / 2, y,

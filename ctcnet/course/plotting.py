@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
-from ..data.degradation import to_uint8 as _reference_to_uint8
+from ..pixels import to_uint8 as _reference_to_uint8
 
 __all__ = [
     "to_uint8",
@@ -32,7 +33,7 @@ def to_uint8(image) -> np.ndarray:
     """``(3, H, W)`` / ``(1, 3, H, W)`` tensor in ``[-1, 1]`` or ``(H, W, 3)`` array -> uint8
     ``(H, W, 3)``. uint8 input is returned unchanged.
 
-    The conversion itself is the library's :func:`ctcnet.data.degradation.to_uint8` (the
+    The conversion itself is the library's :func:`ctcnet.pixels.to_uint8` (the
     reference's truncating post-processing), so a figure shows the pixels the metrics score;
     this wrapper only accepts the layouts figures come in (first image of a batch, HWC arrays).
     """
@@ -175,8 +176,6 @@ def plot_erf(
 ):
     """An effective receptive field (``ERFResult`` or ``(H, W)`` map) with the squares holding
     50/90/99 % of its mass (Chebyshev radii), on a log colour scale by default."""
-    from matplotlib.colors import LogNorm
-
     if hasattr(result_or_map, "map"):
         m = result_or_map.map
         radii = radii or result_or_map.radii

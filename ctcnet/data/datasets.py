@@ -18,23 +18,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .degradation import ReferenceAugment, degrade, to_tensor
-from .errors import ImageReadError
+from ..errors import DataSourceError, ImageReadError
+from ..pixels import to_tensor
+from .degradation import ReferenceAugment, degrade
 from .imageio import IMAGE_EXTENSIONS, list_images, load_rgb, square_resize
 
-# Moved to ctcnet.data.prepare; still importable from here for code written before the move.
-from .prepare import CELEBA_FACE_BOX, celeba_face_crop, dataset_info, prepare_dataset
-
-__all__ = [
-    "CELEBA_FACE_BOX",
-    "FaceSRDataset",
-    "IMAGE_EXTENSIONS",
-    "celeba_face_crop",
-    "dataset_info",
-    "list_images",
-    "prepare_dataset",
-    "square_resize",
-]
+__all__ = ["FaceSRDataset"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,14 +106,14 @@ class FaceSRDataset(Dataset):
             if not root.exists():
                 raise FileNotFoundError(f"dataset folder not found: {str(root)!r}")
             if not root.is_dir():
-                raise ValueError(
+                raise DataSourceError(
                     f"expected a folder or a list of files, got the file {str(root)!r}"
                 )
             self.root: Path | None = root
             self.files = list_images(root)
             if not self.files:
                 exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-                raise ValueError(f"no images ({exts}) found in folder {str(root)!r}")
+                raise DataSourceError(f"no images ({exts}) found in folder {str(root)!r}")
             self.names = [p.relative_to(root).as_posix() for p in self.files]
         else:
             self.root = None

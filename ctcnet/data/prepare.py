@@ -38,7 +38,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
-from .errors import DataError, DatasetUnavailableError, UnavailableError
+from ..errors import (
+    DataError,
+    DatasetUnavailableError,
+    DataSourceError,
+    UnavailableError,
+    UsageError,
+    one_line,
+)
 from .fetch import ArchiveReader, download_url, ensure_writable_folder
 from .imageio import (
     crop_square,
@@ -212,7 +219,7 @@ def _info(name: str) -> _DatasetInfo:
 def _download_from_kaggle(handle: str) -> Path:
     """Download (or find in kagglehub's cache) a public Kaggle dataset; return its folder."""
     try:
-        import kagglehub
+        import kagglehub  # deferred: optional (Colab has it), needed only to download CelebA
     except ImportError:
         raise DatasetUnavailableError(
             "CelebA downloads need kagglehub: `pip install kagglehub` (Colab has it) and run "
@@ -222,9 +229,8 @@ def _download_from_kaggle(handle: str) -> Path:
     try:
         return Path(kagglehub.dataset_download(handle))
     except Exception as exc:  # kagglehub raises requests/HTTP/its own errors: all mean "not here"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatasetUnavailableError(
-            f"cannot download {handle} from Kaggle ({reason}); download it by hand and pass it "
+            f"cannot download {handle} from Kaggle ({one_line(exc)}); download it by hand and pass it "
             "with --source, or use `ctcnet data offline-faces` for the small offline face set"
         ) from None
 
@@ -308,7 +314,7 @@ def _source_entries(
     elif not source.exists():
         raise FileNotFoundError(f"dataset source not found: {str(source)!r}")
     else:
-        raise ValueError(
+        raise DataSourceError(
             f"dataset source must be a folder or a .zip/.tar(.gz) archive, got {str(source)!r}"
         )
     entries.sort(key=lambda e: e.key)
@@ -326,7 +332,7 @@ def _parse_partition(data: bytes) -> dict[str, int]:
         if line_no == 1 and len(fields) == 2 and not fields[1].isdigit():
             continue  # the csv header
         if len(fields) != 2 or not fields[1].isdigit():
-            raise ValueError(f"list_eval_partition line {line_no} is malformed: {line!r}")
+            raise DataSourceError(f"list_eval_partition line {line_no} is malformed: {line!r}")
         partition[PurePosixPath(fields[0]).stem] = int(fields[1])
     return partition
 
@@ -366,7 +372,7 @@ def _unique(entries: list[_Entry], split: str) -> Iterator[_Entry]:
     seen: dict[str, str] = {}
     for e in entries:
         if e.stem in seen:
-            raise ValueError(
+            raise DataSourceError(
                 f"two {split} images map to the same output name {e.stem}.png: "
                 f"{seen[e.stem]!r} and {e.key!r}"
             )
@@ -428,7 +434,8 @@ def prepare_dataset(
     Raises
     ------
     ValueError
-        Unknown dataset, or a source without images.
+        Unknown dataset or a negative count (:class:`~ctcnet.errors.UsageError`); a source
+        without images, or not the dataset named (:class:`~ctcnet.errors.DataSourceError`).
     DatasetUnavailableError
         If the dataset cannot be downloaded here and no source is given (one line saying what to
         do instead).
@@ -446,7 +453,7 @@ def prepare_dataset(
     n_test = info.default_n_test if n_test == "default" else n_test
     for label, n in (("n_train", n_train), ("n_test", n_test)):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise ValueError(f"{label} must be a non-negative integer or None, got {n!r}")
+            raise UsageError(f"{label} must be a non-negative integer or None, got {n!r}")
     out = Path(root) / name
     downloads = out / "downloads"
     if source is not None:
@@ -478,18 +485,47 @@ def prepare_dataset(
     with contextlib.ExitStack() as stack:
         entries, partition = _source_entries(src, stack)
         if not entries:
-            raise ValueError(f"no images found in dataset source {str(src)!r}")
+            raise DataSourceError(f"no images found in dataset source {str(src)!r}")
+        if name == "celeba":
+            _check_is_celeba(entries, src)
         train, test, summary["split_used"] = _split(name, entries, partition, n_train, n_test)
         for split, items in (("train", train), ("test", test)):
             summary[split] = _write_split(
                 items, out / split, split, crop, summary["failed_inputs"], f"{name} {split}",
                 progress,
             )
+    tried = sum(summary[split]["total"] for split in ("train", "test"))
+    usable = sum(summary[split][k] for split in ("train", "test") for k in ("written", "skipped"))
+    if tried and not usable:
+        raise DataSourceError(
+            f"none of the {tried} images of {str(src)!r} could be used: "
+            f"{summary['failed_inputs'][0]}"
+        )
     manifest = {k: v for k, v in summary.items() if k != "failed_inputs"}
     manifest["n_failed_inputs"] = len(summary["failed_inputs"])
     with atomic_write(out / "manifest.json", "w") as handle:
         handle.write(json.dumps(manifest, indent=2))
     return summary
+
+
+def _check_is_celeba(entries: list[_Entry], source: Path, probes: int = 5) -> None:
+    """Refuse a source whose images are not CelebA's aligned 178x218 faces, before any work.
+
+    The first image that decodes decides (up to ``probes`` are tried, so that one broken file
+    does not): every image of ``img_align_celeba`` has that size, and the face crop needs it.
+    """
+    for entry in entries[:probes]:
+        try:
+            size = entry.load().size
+        except DataError:
+            continue
+        if size != CELEBA_SIZE:
+            raise DataSourceError(
+                f"{str(source)!r} is not CelebA: its images are {size[0]}x{size[1]}, CelebA's "
+                "aligned faces are 178x218 (pass img_align_celeba.zip, its folder, or Kaggle's "
+                "celeba-dataset)"
+            )
+        return
 
 
 def _write_split(

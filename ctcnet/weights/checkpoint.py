@@ -1,4 +1,4 @@
-"""Our checkpoint format: saving (atomically), loading, and stripping for release.
+"""Our checkpoint format: saving (atomically, sealed with a digest), reading, and stripping.
 
 A checkpoint is a ``torch.save``-d dict::
 
@@ -8,23 +8,26 @@ A checkpoint is a ``torch.save``-d dict::
          optimizer=state_dict or None,
          step=int,                           # number of completed training steps
          rng=dict(torch=..., numpy=..., python=..., cuda=...),
-         extra=dict(best_psnr=..., ...))
+         extra=dict(best_psnr=..., ...),
+         digest="sha256 of everything above")
 
 Everything in it is a tensor, a number, a string or a container of those, so it loads with
 ``torch.load(weights_only=True)`` (the numpy RNG key is stored as a tensor). Files are written to
 a temporary file in the target folder and renamed over the target (``os.replace``), so a crash
 or ``kill -9`` leaves either the old or the new file, never a truncated one.
 
-:func:`load_model` also accepts the authors' checkpoints (any file without our ``format`` tag),
-which it hands to :func:`ctcnet.official.load_official_checkpoint`.
+``digest`` is checked by :func:`read_checkpoint`: torch's zip reader does not notice a changed
+byte inside tensor data, which would otherwise surface much later as NaN outputs or a resumed
+run that trains into NaN. Files without a digest (written before it existed) load as before.
 
-The generic pieces live here and :mod:`ctcnet.official` imports them (never the other way
-round): :class:`CheckpointError`, :func:`read_checkpoint` (one-line errors for a missing, text,
-corrupt or code-carrying file), :func:`state_dict_shapes` and :func:`describe_key_problems`.
+The generic pieces used by :mod:`ctcnet.weights.official` live here too: :func:`read_checkpoint`
+(one-line errors for a missing, text, corrupt, damaged or code-carrying file),
+:func:`state_dict_shapes`, :func:`describe_key_problems` and :func:`check_finite`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -37,19 +40,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._atomic import atomic_write
-from .model import PRESETS, CTCNet, CTCNetConfig, build_model
+from .._atomic import atomic_write
+from ..errors import CheckpointError, one_line
+from ..model import PRESETS, CTCNet, CTCNetConfig
 
 __all__ = [
     "FORMAT",
     "VERSION",
-    "CheckpointError",
-    "TRAIN_HINT",
     "atomic_torch_save",
-    "default_weights_path",
+    "check_finite",
+    "checkpoint_digest",
     "describe_key_problems",
     "get_rng_state",
-    "load_model",
     "model_from_checkpoint",
     "preset_of",
     "read_checkpoint",
@@ -61,22 +63,10 @@ __all__ = [
 
 FORMAT = "ctcnet-checkpoint"
 VERSION = 1
-#: How to get the default weights when they are missing. A pip install has no ``scripts/``, so
-#: the commands come first and the repository's recipe script second.
-TRAIN_HINT = (
-    "train a model with `ctcnet train --preset reduced --out runs/reduced` and release it with "
-    "`ctcnet export runs/reduced/last.pt PATH` (the shipped recipe is scripts/train_release.sh "
-    "in the repository), or pass --checkpoint PATH"
-)
-
 # torch.save has written zip archives since torch 1.6; older files are a bare pickle stream,
 # whose first byte is the PROTO opcode.
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = 0x80
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not match the model."""
 
 
 def describe_key_problems(missing: list[str], unexpected: list[str], misshaped: list[str]) -> str:
@@ -96,16 +86,22 @@ def describe_key_problems(missing: list[str], unexpected: list[str], misshaped: 
     return "; ".join(parts)
 
 
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights that hold NaN or infinite values: a damaged file, or a run that diverged.
+
+    The one check that also covers files without a digest (the authors', and ours from before
+    the digest), so that they fail here, naming the file, rather than as NaN images later.
+    """
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{source} is damaged: {key} holds NaN or infinite values")
+
+
 def state_dict_shapes(cfg: CTCNetConfig) -> dict[str, tuple[int, ...]]:
     """The shape of every entry of our state dict for ``cfg``."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         model = CTCNet(cfg)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def default_weights_path() -> Path:
-    """Path of the committed reduced model: ``ctcnet/weights/ctcnet_reduced_offline.pt``."""
-    return Path(__file__).resolve().parent / "weights" / "ctcnet_reduced_offline.pt"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +145,43 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Saving
 # ---------------------------------------------------------------------------------------------
+def checkpoint_digest(ckpt: Mapping[str, Any]) -> str:
+    """sha256 of every entry of a checkpoint dict but ``digest`` itself.
+
+    Tensors count with their dtype, shape and raw bytes; numbers, strings and ``None`` with their
+    type and ``repr``; containers in their order (``torch.load`` keeps it). The same dict gives
+    the same digest before ``torch.save`` and after ``torch.load``.
+    """
+    sha = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            flat = obj.detach().cpu().contiguous().reshape(-1)
+            sha.update(f"T{flat.dtype}{tuple(obj.shape)}".encode())
+            sha.update(flat.view(torch.uint8).numpy())  # the bytes of any dtype, bf16 included
+        elif isinstance(obj, Mapping):
+            sha.update(b"{%d" % len(obj))
+            for key, value in obj.items():
+                feed(key)
+                feed(value)
+        elif isinstance(obj, (list, tuple)):
+            sha.update(b"[%d" % len(obj))
+            for value in obj:
+                feed(value)
+        else:
+            sha.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+    for key, value in ckpt.items():
+        if key != "digest":
+            feed(key)
+            feed(value)
+    return sha.hexdigest()
+
+
+def _sealed(ckpt: dict[str, Any]) -> dict[str, Any]:
+    return {**ckpt, "digest": checkpoint_digest(ckpt)}
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``."""
     with atomic_write(path) as f:
@@ -206,7 +239,7 @@ def save_checkpoint(
         "rng": get_rng_state() if rng else None,
         "extra": dict(extra or {}),
     }
-    return atomic_torch_save(ckpt, path)
+    return atomic_torch_save(_sealed(ckpt), path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +249,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` a file (weights only, on the CPU) with a one-line error for bad files.
 
     A file that does not start like a ``torch.save`` file (a text file, an image, ...) is
-    called "not a PyTorch checkpoint" before torch sees it; torch's own messages for such files
+    called "not a PyTorch checkpoint" before torch sees it; one of our checkpoints whose digest
+    does not match its contents is called damaged; torch's own messages for such files
     ("101", "pop from empty list") say nothing to a user. A file that holds Python objects other
     than tensors and plain data is refused as such: loading it would run its code.
     """
@@ -237,27 +271,30 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
         with warnings.catch_warnings():
             # Protocol-4 pickles load fine; torch's warning about them would be a second line.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # what weights_only raises for a disallowed object
         if "weights_only" in str(exc) or "Weights only" in str(exc):
             raise CheckpointError(
                 f"cannot read checkpoint {path}: it holds Python objects, not only tensors and "
                 "plain data, and loading it would run their code"
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_torch_reason(exc)}") from None
     except Exception as exc:  # torch raises many exception types for corrupt files
         raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated or corrupt?): {_first_line(exc)}"
+            f"cannot read checkpoint {path} (truncated or corrupt?): {_torch_reason(exc)}"
         ) from None
+    sealed = isinstance(obj, Mapping) and obj.get("format") == FORMAT and "digest" in obj
+    if sealed and checkpoint_digest(obj) != obj["digest"]:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its contents differ from the digest written with it "
+            "(changed on disk or in transfer); use another copy"
+        )
+    return obj
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first sentence of an exception's message (torch appends paragraphs of advice)."""
-    text = str(exc).strip()
-    if not text:
-        return type(exc).__name__
-    first = text.splitlines()[0]
-    return first.split(". ")[0].rstrip(".")
+def _torch_reason(exc: BaseException) -> str:
+    """The first sentence of torch's message: it appends paragraphs of advice to its errors."""
+    return one_line(exc).split(". ")[0].rstrip(".")
 
 
 def preset_of(config: CTCNetConfig) -> str:
@@ -313,65 +350,16 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") -
         raise CheckpointError(
             f"{source} does not match its config (preset {preset_of(config)!r}): {problem}"
         )
+    check_finite(state, source)
     model = CTCNet(config)
     model.load_state_dict(state, strict=True)
     return model
 
 
-def load_model(
-    path_or_preset: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-) -> CTCNet:
-    """A :class:`CTCNet` in eval mode.
-
-    Parameters
-    ----------
-    path_or_preset : str or os.PathLike, optional
-        One of our checkpoints (``last.pt``, ``best.pt``, a released file: the config is read
-        from the file), an official checkpoint of the authors (recognised by its keys), or a
-        preset name (``official``, ``reduced``, ``tiny``: a freshly initialised model).
-        Default: :func:`default_weights_path`.
-    device : str or torch.device, default "cpu"
-        Where to put the model.
-
-    Returns
-    -------
-    CTCNet
-        The model, in eval mode.
-
-    Raises
-    ------
-    CheckpointError
-        Missing, unreadable or corrupt file, or weights that do not match the config, with a
-        one-line message.
-    """
-    if path_or_preset is None:
-        path = default_weights_path()
-        if not path.is_file():
-            raise CheckpointError(f"no trained weights at {path}: {TRAIN_HINT}")
-    else:
-        if isinstance(path_or_preset, str) and path_or_preset in PRESETS:
-            if not Path(path_or_preset).exists():
-                return build_model(path_or_preset).to(device).eval()
-        path = Path(path_or_preset)
-    obj = read_checkpoint(path)
-    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        model = model_from_checkpoint(obj, source=f"checkpoint {path}")
-        return model.to(device).eval()
-    if isinstance(obj, Mapping) and "format" in obj:
-        raise CheckpointError(f"checkpoint {path} has an unknown format {obj['format']!r}")
-    from .official import load_official_checkpoint  # official imports this module
-
-    try:
-        return load_official_checkpoint(obj, device=device)
-    except CheckpointError as exc:
-        raise CheckpointError(f"checkpoint {path}: {exc}") from None
-
-
 def strip_for_release(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy a training checkpoint without its optimizer and RNG state (config, model, meta only).
 
-    The result loads with :func:`load_model`; it cannot resume training. ``dst`` must be a file
+    The result loads with :func:`ctcnet.weights.load_model`; it cannot resume training. ``dst`` must be a file
     name: an existing folder is refused (one line), not written into.
     """
     if Path(dst).is_dir():
@@ -392,4 +380,4 @@ def strip_for_release(src: str | os.PathLike[str], dst: str | os.PathLike[str]) 
         "rng": None,
         "extra": extra,
     }
-    return atomic_torch_save(release, dst)
+    return atomic_torch_save(_sealed(release), dst)

@@ -19,11 +19,17 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import CheckpointError, describe_key_problems, read_checkpoint, state_dict_shapes
-from .model import PRESETS, CTCNet, CTCNetConfig
+from ..errors import CheckpointError
+from ..model import PRESETS, CTCNet, CTCNetConfig
+from .checkpoint import (
+    FORMAT,
+    check_finite,
+    describe_key_problems,
+    read_checkpoint,
+    state_dict_shapes,
+)
 
 __all__ = [
-    "CheckpointError",
     "OfficialEntry",
     "official_layout",
     "load_official_checkpoint",
@@ -240,12 +246,17 @@ def official_layout(config: CTCNetConfig | None = None) -> list[OfficialEntry]:
 # ---------------------------------------------------------------------------------------------
 
 
+_NOT_THEIRS = "this is a ctcnet checkpoint, not the authors'"
+
+
 def _read_state_dict(source) -> dict[str, torch.Tensor]:
     """A state dict from a path, a state dict, or a dict that wraps one; ``module.`` stripped."""
     if isinstance(source, (str, os.PathLike)):
         source = read_checkpoint(source)
     if not isinstance(source, Mapping):
         raise CheckpointError(f"a checkpoint must hold a dict of tensors, got {type(source).__name__}")
+    if source.get("format") == FORMAT:
+        raise CheckpointError(f"{_NOT_THEIRS} (load it with --checkpoint PATH or load_model)")
     for wrapper in _WRAPPER_KEYS:
         inner = source.get(wrapper)
         if isinstance(inner, Mapping) and inner and all(
@@ -289,8 +300,11 @@ def official_to_ours(
             ours[entry.ours] = tensor
     unexpected = [k for k in state if k not in known]
     if missing or misshaped or unexpected:
+        if any(set(state) == set(state_dict_shapes(c)) for c in PRESETS.values()):
+            raise CheckpointError(f"{_NOT_THEIRS}: a state dict with our key names")
         problems = describe_key_problems(missing, unexpected, misshaped)
         raise CheckpointError(f"not a CTCNet reference checkpoint: {problems}")
+    check_finite(ours, "the file")
     return ours
 
 

@@ -1,11 +1,12 @@
-"""The authors' released CTCNet weights: find or fetch them, then load and fingerprint them.
+"""The authors' released CTCNet weights: fetch them into the cache, then load and fingerprint them.
 
 The authors publish their trained checkpoint only in a Google Drive folder linked from their
-README (:data:`OFFICIAL_WEIGHTS_FOLDER`). :func:`official_weights` takes a local ``.pth`` (or a
-folder holding one) or, without a source, fetches the folder's checkpoints with ``gdown`` (the
-``colab`` extra: ``pip install "ctcnet[colab]"``), then loads every checkpoint it finds with
-:func:`ctcnet.load_official_checkpoint` and reports its sha256 and parameter count, so a reader
-can check that they hold the same file as everyone else.
+README (:data:`OFFICIAL_WEIGHTS_FOLDER`). :func:`official_weights` fetches the folder's
+checkpoints with ``gdown`` (the ``colab`` extra: ``pip install "ctcnet[colab]"``) into the cache
+(:func:`default_weights_dir`), or copies a local ``.pth`` (or the ones in a folder) there, then
+loads every checkpoint with :func:`ctcnet.load_official_checkpoint` and reports its sha256 and
+parameter count, so a reader can check that they hold the same file as everyone else. The cache
+is where ``--checkpoint official`` looks (:func:`ctcnet.weights.resolve_weights`).
 
 On Colab::
 
@@ -19,18 +20,22 @@ pass the ``.pth`` with ``--source``.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightsUnavailableError
-from .fetch import ensure_writable_folder, file_digest
+from .._atomic import atomic_write
+from ..data.fetch import ensure_writable_folder, file_digest
+from ..errors import CheckpointError, WeightsUnavailableError, one_line
+from .official import load_official_checkpoint
 
 __all__ = [
     "OFFICIAL_WEIGHTS_FOLDER",
     "OfficialWeights",
     "default_weights_dir",
     "find_checkpoints",
+    "find_official_checkpoint",
     "official_weights",
 ]
 
@@ -48,22 +53,37 @@ _BY_HAND = (
 
 @dataclass(frozen=True)
 class OfficialWeights:
-    """One checkpoint of the authors, loaded: where it is, its sha256, its size in parameters."""
+    """One checkpoint of the authors, loaded: where it is, its sha256, its size in parameters,
+    and the file it was copied from (``None`` when it was fetched or already in the cache)."""
 
     path: Path
     sha256: str
     parameters: int
     model: Any  # the loaded CTCNet (official preset, eval mode)
+    copied_from: Path | None = None
 
     def describe(self) -> str:
         """One line for the command line."""
-        return f"{self.path}: sha256 {self.sha256}, {self.parameters:,} parameters"
+        origin = f" (copied from {self.copied_from})" if self.copied_from else ""
+        return f"{self.path}: sha256 {self.sha256}, {self.parameters:,} parameters{origin}"
 
 
 def default_weights_dir() -> Path:
     """Where fetched weights go: ``$CTCNET_WEIGHTS`` or ``~/.cache/ctcnet/official_weights``."""
     env = os.environ.get("CTCNET_WEIGHTS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ctcnet" / "official_weights"
+
+
+def find_official_checkpoint(folder: str | os.PathLike[str] | None = None) -> Path | None:
+    """The authors' checkpoint in ``folder`` (default: the cache, :func:`default_weights_dir`)
+    without downloading anything, or ``None``. A file whose name contains ``best`` is preferred,
+    else the first in sorted order."""
+    try:
+        found = find_checkpoints(folder if folder is not None else default_weights_dir())
+    except FileNotFoundError:
+        return None
+    best = [p for p in found if "best" in p.name.lower()]
+    return (best or found)[0]
 
 
 def find_checkpoints(source: str | os.PathLike[str]) -> list[Path]:
@@ -89,7 +109,7 @@ def _download_with_gdown(dest: Path, quiet: bool) -> Path:
     when gdown can list the folder first (``skip_download``, gdown >= 5.2), else the whole folder.
     """
     try:
-        import gdown
+        import gdown  # deferred: optional (the colab extra), needed only to fetch from Drive
     except ImportError:
         raise WeightsUnavailableError(
             'fetching the authors\' weights needs gdown: pip install "ctcnet[colab]" (or gdown) '
@@ -119,18 +139,28 @@ def _download_with_gdown(dest: Path, quiet: bool) -> Path:
     except Exception as exc:  # gdown raises its own, requests' and OS errors: all mean "not here"
         if isinstance(exc, WeightsUnavailableError):
             raise
-        text = str(exc).strip()
-        reason = text.splitlines()[0] if text else type(exc).__name__
         raise WeightsUnavailableError(
-            f"cannot fetch the authors' weights from Google Drive ({reason}); {_BY_HAND}"
+            f"cannot fetch the authors' weights from Google Drive ({one_line(exc)}); {_BY_HAND}"
         ) from None
     return dest
 
 
 def _load_official(path: Path) -> Any:
-    from .. import load_official_checkpoint  # the model is only needed once there is a file
+    try:
+        return load_official_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
-    return load_official_checkpoint(path)
+
+def _kept_in(path: Path, folder: Path) -> Path:
+    """``path`` itself if it lies in ``folder``, else its copy there (written atomically)."""
+    if folder.resolve() in path.resolve().parents:
+        return path
+    target = folder / path.name
+    ensure_writable_folder(folder, "weights folder")
+    with open(path, "rb") as src, atomic_write(target) as dst:
+        shutil.copyfileobj(src, dst)
+    return target
 
 
 def official_weights(
@@ -145,10 +175,11 @@ def official_weights(
     ----------
     source : path, optional
         A ``.pth`` file or a folder holding the authors' checkpoint(s) (e.g. the Drive folder
-        downloaded by hand). Without it the checkpoints are fetched with gdown.
+        downloaded by hand): each one that loads is copied into ``dest``. Without it the
+        checkpoints are fetched with gdown.
     dest : path, optional
-        Where fetched files go (default :func:`default_weights_dir`); unused with ``source``.
-        Checkpoints already there are used without downloading again.
+        The cache (default :func:`default_weights_dir`). Checkpoints already there are used
+        without downloading again.
     quiet : bool, default False
         Hide gdown's progress output.
 
@@ -165,17 +196,17 @@ def official_weights(
     FileNotFoundError
         ``source`` does not exist or holds no checkpoint.
     ctcnet.CheckpointError
-        A file is not a checkpoint of the official architecture.
+        A file is not a checkpoint of the official architecture (one line naming it).
     """
+    folder = Path(dest).expanduser() if dest is not None else default_weights_dir()
     if source is None:
-        folder = Path(dest).expanduser() if dest is not None else default_weights_dir()
-        fetched = folder.is_dir() and any(
-            p.suffix.lower() in CHECKPOINT_SUFFIXES for p in folder.rglob("*")
-        )
+        fetched = find_official_checkpoint(folder) is not None
         source = folder if fetched else _download_with_gdown(folder, quiet)
     loaded = []
     for path in find_checkpoints(source):
         model = _load_official(path)
         count = sum(p.numel() for p in model.parameters())
-        loaded.append(OfficialWeights(path, file_digest(path), count, model))
+        kept = _kept_in(path, folder)
+        copied = path if kept != path else None
+        loaded.append(OfficialWeights(kept, file_digest(kept), count, model, copied))
     return loaded
