@@ -200,3 +200,41 @@ if __name__ == "__main__":
     ranks = rank_of_modules()
     for module, targets in sorted(import_graph().items(), key=lambda kv: (-ranks[kv[0]][0], kv[0])):
         print(f"{ranks[module][1]:12s} {module:34s} -> {', '.join(sorted(targets)) or '-'}")
+
+
+# The network's top-level children; a string like "decoder.2" or "encoder.0.fsau" names a module path.
+_MODULE_PATH = re.compile(
+    r"^(head|encoder|downsample|bottleneck|upsample|resampler|fusion|decoder|tail)\.\d+(\.|$)"
+)
+# Where module paths belong: the model itself and the map of the authors' checkpoint keys.
+_PATH_HOMES = {"ctcnet/model.py", "ctcnet/weights/official.py"}
+
+
+def _non_docstring_strings(tree: ast.Module) -> list[ast.Constant]:
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }  # fmt: skip
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docstrings]  # fmt: skip
+
+
+def test_no_module_path_of_the_network_is_spelled_outside_the_model_and_the_key_map():
+    spelled = []
+    for path in MODULES.values():
+        where = path.relative_to(ROOT).as_posix()
+        if where in _PATH_HOMES:
+            continue
+        for node in _non_docstring_strings(ast.parse(path.read_text(encoding="utf-8"))):
+            if _MODULE_PATH.match(node.value):
+                spelled.append(f"{where}:{node.lineno}: {node.value!r}")
+    assert not spelled, "module paths spelled as strings:\n" + "\n".join(spelled)
+
+
+def test_the_module_path_check_sees_a_default_argument():
+    tree = ast.parse('def f(layer="decoder.2"):\n    """Uses "encoder.0.fsau" in prose."""\n')
+    found = [n.value for n in _non_docstring_strings(tree) if _MODULE_PATH.match(n.value)]
+    assert found == ["decoder.2"]

@@ -112,7 +112,7 @@ def test_every_file_under_weights_is_package_data():
                for p in package.glob(pattern)}
     shipped = [p for p in (package / "weights").rglob("*")  # the .py files are modules
                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
-    assert (package / "weights" / "ablations" / "logs" / "full_s1.csv") in shipped  # the nested case
+    assert (package / "weights" / "ablations" / "logs" / "full_s1_200steps.csv") in shipped  # the nested case
     assert [str(p.relative_to(package)) for p in shipped if p not in matched] == []
 
 

@@ -45,7 +45,7 @@ wheel=$(ls "$work"/dist/ctcnet-*.whl)
 "$builder" - "$wheel" <<'EOF'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
-needed = ["ctcnet/weights/ctcnet_reduced_offline.pt", "ctcnet/weights/ablations/logs/full_s1.csv",
+needed = ["ctcnet/weights/ctcnet_reduced_offline.pt", "ctcnet/weights/ablations/logs/full_s1_200steps.csv",
           "ctcnet/weights/ablations/test_scores.csv"]
 missing = [n for n in needed if n not in names]
 sys.exit(f"the wheel lacks {missing}" if missing else None)

@@ -1,5 +1,5 @@
 """Analysis tools for CTCNet: cost (parameters, FLOPs under three conventions, scaling,
-timing), receptive fields (theoretical and effective), attributions (LAM and captum) and
+timing), receptive fields (theoretical and effective), attributions (LAM, Grad-CAM and captum) and
 attention maps. Their figures for the book are in :mod:`ctcnet.course.plotting`.
 
 The submodules import pandas (and captum/matplotlib where needed), the ``analysis`` extra of the
@@ -20,20 +20,24 @@ from .attention import (
 )
 from .attribution import (
     BicubicUpsample,
+    GradCAMResult,
+    GradCAMWeightsError,
     LAMResult,
     SanityCheckResult,
     captum_attributions,
+    default_gradcam_layer,
     detail_windows,
     diffusion_index,
     gini,
+    gradcam,
     lam,
     lam_windows,
     map_ssim,
     pool_map,
+    randomization_groups,
     randomized_models,
     rank_correlation,
     sanity_check,
-    sanity_verdict,
     window_objective,
 )
 from .cost import (
@@ -59,6 +63,7 @@ from .receptive_field import (
     theoretical_receptive_field,
     trace_receptive_fields,
 )
+from .seeds import TInterval, student_t_quantile, t_interval
 
 __all__ = [
     "attention_maps",
@@ -88,15 +93,22 @@ __all__ = [
     "window_objective",
     "BicubicUpsample",
     "captum_attributions",
+    "gradcam",
+    "GradCAMResult",
+    "GradCAMWeightsError",
+    "default_gradcam_layer",
     "lam_windows",
     "detail_windows",
     "pool_map",
     "rank_correlation",
     "map_ssim",
+    "randomization_groups",
     "randomized_models",
     "SanityCheckResult",
     "sanity_check",
-    "sanity_verdict",
+    "TInterval",
+    "student_t_quantile",
+    "t_interval",
     "fsau_maps",
     "mdta_matrices",
     "attention_stats",

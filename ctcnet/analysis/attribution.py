@@ -1,4 +1,5 @@
-"""Attribution maps for CTCNet: Local Attribution Maps (LAM) and captum baselines.
+"""Attribution maps for CTCNet: Local Attribution Maps (LAM), Grad-CAM, captum baselines, and
+the weight-randomisation sanity check.
 
 LAM (Gu & Dong, "Interpreting Super-Resolution Networks with Local Attribution Maps", CVPR 2021)
 asks which *input* pixels an SR network uses to produce the edges inside a small output window:
@@ -41,15 +42,18 @@ __all__ = [
     "lam",
     "lam_windows",
     "WindowObjective",
+    "GradCAMResult",
+    "GradCAMWeightsError",
+    "gradcam",
+    "default_gradcam_layer",
     "captum_attributions",
     "rank_correlation",
     "map_ssim",
     "pool_map",
-    "CTCNET_RANDOMIZATION_GROUPS",
+    "randomization_groups",
     "randomized_models",
     "SanityCheckResult",
     "sanity_check",
-    "sanity_verdict",
     "detail_windows",
 ]
 
@@ -428,6 +432,135 @@ def lam_windows(
 
 
 # --------------------------------------------------------------------------------------------
+# Grad-CAM (Selvaraju et al., ICCV 2017) for an output window
+# --------------------------------------------------------------------------------------------
+
+#: Grad-CAM's channel weights count as rounding noise below this share of the layer's mean
+#: absolute gradient (fp32 rounding leaves about 1e-8; a working layer of the shipped model: 0.65).
+GRADCAM_NOISE_FLOOR = 1e-4
+
+
+class GradCAMWeightsError(ValueError):
+    """Grad-CAM's channel weights at the chosen layer are rounding noise (they cancel)."""
+
+
+@dataclass
+class GradCAMResult:
+    """Result of :func:`gradcam`.
+
+    Attributes
+    ----------
+    map : numpy.ndarray
+        ``(H, W)`` ``ReLU(sum_k alpha_k A_k)`` upsampled bilinearly to the input size and divided
+        by its maximum (all zeros when no position has positive evidence).
+    weights : numpy.ndarray
+        ``(K,)`` the channel weights ``alpha_k``: the spatial mean of ``dD/dA_k``.
+    weight_to_gradient : float
+        ``max_k |alpha_k| / mean |dD/dA|``: how much of the gradient survives the spatial
+        average. Near 1e-8 in fp32 the weights are rounding noise (see :class:`GradCAMWeightsError`).
+    positive_fraction : float
+        Share of the layer's positions where ``sum_k alpha_k A_k > 0`` (what the ReLU keeps).
+    layer : str
+    """
+
+    map: np.ndarray
+    weights: np.ndarray
+    weight_to_gradient: float
+    positive_fraction: float
+    layer: str
+
+
+def default_gradcam_layer(model: nn.Module) -> str:
+    """The default Grad-CAM layer of a :class:`ctcnet.model.CTCNet`, from :meth:`~ctcnet.model.CTCNet.units`:
+    the second-to-last LGCM of the decoder (half resolution in the paper's layout).
+
+    Why not the last one: after the last decoder LGCM only the output convolution follows, which
+    is linear, and LAM's objective is a sum of pixel differences, whose gradient sums to zero
+    over the pixels of every channel. The spatial mean of the gradient, Grad-CAM's channel
+    weight, is then zero up to rounding at that layer. One stage earlier the gradient has passed
+    through the last LGCM's non-linear layers and no longer cancels.
+    """
+    units = getattr(model, "units", None)
+    if units is None:
+        raise ValueError(f"{type(model).__name__} has no units(): pass Grad-CAM's layer by name")
+    decoder = [u.path for u in units() if u.stage == "decoder" and u.paper_name == "LGCM"]
+    if len(decoder) < 2:
+        raise ValueError("the model's decoder has fewer than two LGCMs: pass Grad-CAM's layer by name")
+    return decoder[-2]
+
+
+def gradcam(
+    model: nn.Module,
+    x: torch.Tensor,
+    window: tuple[int, int, int],
+    layer: str | None = None,
+    objective: str = "grad",
+    check: bool = True,
+) -> GradCAMResult:
+    """Grad-CAM (Selvaraju et al., ICCV 2017) of an output ``window`` of an SR network.
+
+    With ``A_k`` the ``k``-th channel of ``layer``'s output and ``D`` the window objective
+    (:func:`window_objective`), ``alpha_k = mean_positions dD/dA_k`` and the map is
+    ``ReLU(sum_k alpha_k A_k)``: the positions where the channels that increase ``D`` are
+    active. The ReLU keeps positive evidence only, as in the paper; the map is non-negative.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Put in eval mode for the call, then restored.
+    x : tensor (1, C, H, W)
+        The model input.
+    window : (top, left, size)
+    layer : str, optional
+        Module path (``get_submodule``); default :func:`default_gradcam_layer`.
+    objective : {"grad", "sum"}
+    check : bool, default True
+        Raise :class:`GradCAMWeightsError` when ``weight_to_gradient`` is below
+        :data:`GRADCAM_NOISE_FLOOR`: the weights then carry no information (e.g. the last
+        decoder LGCM of CTCNet with the ``"grad"`` objective, where they are zero analytically).
+
+    Returns
+    -------
+    GradCAMResult
+    """
+    x = x.detach()
+    x = x[None] if x.dim() == 3 else x
+    if x.shape[0] != 1:
+        raise ValueError("gradcam explains one image; pass a batch of size 1")
+    layer = layer if layer is not None else default_gradcam_layer(model)
+    module = model.get_submodule(layer)
+    captured: list[torch.Tensor] = []
+    hook = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    was_training = model.training
+    model.eval()
+    try:
+        output = model(x)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    if len(captured) != 1:
+        raise ValueError(f"layer {layer!r} ran {len(captured)} times in one forward pass; "
+                         "Grad-CAM needs a layer that runs once")
+    features = captured[0]
+    (grad,) = torch.autograd.grad(window_objective(output, window, objective).sum(), features)
+    weights = grad.mean(dim=(2, 3))[0]  # (K,)
+    ratio = float(weights.abs().max() / grad.abs().mean()) if grad.abs().mean() > 0 else 0.0
+    if check and ratio < GRADCAM_NOISE_FLOOR:
+        raise GradCAMWeightsError(
+            f"Grad-CAM's channel weights at {layer!r} are rounding noise (max|alpha|/mean|dD/dA| "
+            f"= {ratio:.1e}): the objective's gradient cancels over that layer; use an earlier layer")
+    with torch.no_grad():
+        cam = (weights[:, None, None] * features[0]).sum(dim=0)
+        positive = float((cam > 0).double().mean())
+        cam = F.interpolate(torch.relu(cam)[None, None], size=tuple(x.shape[-2:]), mode="bilinear",
+                            align_corners=False)[0, 0]
+        peak = cam.max()
+        cam = cam / peak if peak > 0 else cam
+    return GradCAMResult(map=cam.double().cpu().numpy(), weights=weights.detach().double().cpu().numpy(),
+                         weight_to_gradient=ratio, positive_fraction=positive, layer=layer)
+
+
+# --------------------------------------------------------------------------------------------
 # captum comparisons
 # --------------------------------------------------------------------------------------------
 
@@ -451,7 +584,7 @@ def captum_attributions(
     x: torch.Tensor,
     window: tuple[int, int, int],
     methods: Sequence[str] = ("ig", "smoothgrad", "occlusion", "gradcam"),
-    layer: nn.Module | None = None,
+    layer: str | None = None,
     baseline: torch.Tensor | None = None,
     n_steps: int = 50,
     internal_batch_size: int = 10,
@@ -461,8 +594,10 @@ def captum_attributions(
     occlusion_stride: int = 8,
     sigma: float = 9.6,
     objective: str = "grad",
+    completeness: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """captum attribution maps for the window objective, with respect to the model input ``x``.
+    """captum attribution maps (and Grad-CAM) for the window objective, with respect to the model
+    input ``x``.
 
     Methods (all plain autograd or perturbation, so safe for CTCNet):
 
@@ -473,8 +608,9 @@ def captum_attributions(
       (Smilkov et al., 2017), ``nt_samples`` noisy copies with std ``stdevs``;
     * ``"occlusion"``: :class:`captum.attr.Occlusion` (Zeiler & Fergus, 2014) with zero patches of
       ``occlusion_size`` and stride ``occlusion_stride``;
-    * ``"gradcam"``: :class:`captum.attr.LayerGradCam` (Selvaraju et al., ICCV 2017) on ``layer``
-      (default ``model.decoder[2]`` when present), upsampled bilinearly to the input size.
+    * ``"gradcam"``: :func:`gradcam` (Selvaraju et al., ICCV 2017, with its ReLU) on ``layer``
+      (default :func:`default_gradcam_layer`), upsampled bilinearly to the input size; it raises
+      :class:`GradCAMWeightsError` where its channel weights cancel.
 
     Hook-based methods (DeepLift, GuidedBackprop, LRP, Deconvolution) are deliberately not
     offered: CTCNet reuses modules within one forward (``resampler.e1_down`` three times,
@@ -490,20 +626,23 @@ def captum_attributions(
         The model input.
     window : (top, left, size)
     methods : sequence of str
-    layer : nn.Module, optional
+    layer : str, optional
+        Grad-CAM's layer (a module path); default :func:`default_gradcam_layer`.
     baseline : tensor, optional
         IG baseline; default a Gaussian blur of ``x``.
+    completeness : dict, optional
+        If given, receives ``{"ig": relative completeness error}`` of integrated gradients:
+        ``(sum of attributions - (D(x) - D(baseline))) / |D(x) - D(baseline)|``, the error of
+        captum's quadrature with ``n_steps`` points (check it before trusting the map).
 
     Returns
     -------
     dict
-        method -> ``(H, W)`` map ``|sum over channels|`` normalised to max 1 (GradCAM: the signed
-        layer map as captum returns it, normalised by its max absolute value).
+        method -> ``(H, W)`` non-negative map normalised to max 1: ``|sum over channels|`` of the
+        attributions, or Grad-CAM's map.
     """
-    from captum.attr import (
+    from captum.attr import (  # the analysis extra; import ctcnet alone does not need it
         IntegratedGradients,
-        LayerAttribution,
-        LayerGradCam,
         NoiseTunnel,
         Occlusion,
         Saliency,
@@ -517,10 +656,9 @@ def captum_attributions(
     forward = WindowObjective(model, window, objective)
     out: dict[str, np.ndarray] = {}
 
-    def norm(a: torch.Tensor, signed: bool = False) -> np.ndarray:
-        a = a.detach().sum(dim=1)[0] if a.dim() == 4 else a.detach()
-        a = a if signed else a.abs()
-        m = a.abs().max()
+    def norm(a: torch.Tensor) -> np.ndarray:
+        a = a.detach().sum(dim=1)[0].abs()
+        m = a.max()
         return (a / m if m > 0 else a).double().cpu().numpy()
 
     try:
@@ -533,10 +671,15 @@ def captum_attributions(
                     base = blurred
                 else:
                     base = baseline
-                attr = IntegratedGradients(forward).attribute(
-                    x, baselines=base, n_steps=n_steps, internal_batch_size=internal_batch_size
+                attr, delta = IntegratedGradients(forward).attribute(
+                    x, baselines=base, n_steps=n_steps, internal_batch_size=internal_batch_size,
+                    return_convergence_delta=True,
                 )
                 out[method] = norm(attr)
+                if completeness is not None:  # captum's delta: sum(attr) - (D(x) - D(base))
+                    change = float(attr.sum()) - float(delta.sum())
+                    completeness["ig"] = (float(delta.sum()) / abs(change) if change != 0
+                                          else math.inf)
             elif method == "smoothgrad":
                 attr = NoiseTunnel(Saliency(forward)).attribute(
                     x, nt_type="smoothgrad", nt_samples=nt_samples,
@@ -554,10 +697,7 @@ def captum_attributions(
                 )
                 out[method] = norm(attr)
             elif method == "gradcam":
-                target_layer = layer if layer is not None else model.decoder[2]
-                attr = LayerGradCam(forward, target_layer).attribute(x)
-                attr = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), "bilinear")
-                out[method] = norm(attr[:, 0][0], signed=True)
+                out[method] = gradcam(model, x, window, layer=layer, objective=objective).map
             else:
                 raise ValueError(f"unknown method {method!r}")
     finally:
@@ -585,15 +725,25 @@ def _ranks(a: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _non_negative(a, name: str) -> np.ndarray:
+    x = np.asarray(a, dtype=np.float64)
+    if (x < 0).any():
+        raise ValueError(f"{name} compares non-negative maps (|attributions|, or Grad-CAM after its "
+                         "ReLU); this one has negative values: decide what the sign means first")
+    return x
+
+
 def rank_correlation(a, b) -> float:
-    """Spearman rank correlation of ``|a|`` and ``|b|`` over all entries (same shape), ties
+    """Spearman rank correlation of two non-negative maps over all entries (same shape), ties
     given their average rank, as ``scipy.stats.spearmanr``. 0 when either map is constant.
 
-    Adebayo et al. (2018) compare maps with and without the sign; the absolute value is the
-    usual choice for attributions, whose sign flips are not the question.
+    Adebayo et al. (2018) compare maps with and without the sign. Every map of this module is
+    non-negative (``|sum over channels|``, or Grad-CAM after its ReLU), and a signed map is
+    refused: ranking ``|map|`` would count negative evidence as use, which is a choice the caller
+    should make and state.
     """
-    x = np.abs(np.asarray(a, dtype=np.float64)).ravel()
-    y = np.abs(np.asarray(b, dtype=np.float64)).ravel()
+    x = _non_negative(a, "rank_correlation").ravel()
+    y = _non_negative(b, "rank_correlation").ravel()
     if x.shape != y.shape:
         raise ValueError(f"maps differ in size: {np.shape(a)} vs {np.shape(b)}")
     rx, ry = _ranks(x), _ranks(y)
@@ -604,15 +754,16 @@ def rank_correlation(a, b) -> float:
 
 
 def map_ssim(a, b, win_size: int = 7) -> float:
-    """SSIM (Wang et al., 2004) of two ``(H, W)`` maps after taking ``|.|`` and dividing each
-    by its maximum, so both lie in ``[0, 1]`` (``data_range = 1``).
+    """SSIM (Wang et al., 2004) of two non-negative ``(H, W)`` maps after dividing each by its
+    maximum, so both lie in ``[0, 1]`` (``data_range = 1``); signed maps are refused, as in
+    :func:`rank_correlation`.
 
     Uniform ``win_size x win_size`` windows over the valid region, sample covariances,
     ``K1 = 0.01``, ``K2 = 0.03``: the defaults of ``skimage.metrics.structural_similarity``,
     whose value this equals. ``win_size`` shrinks (odd) for maps smaller than 7 pixels.
     """
-    x = np.abs(np.asarray(a, dtype=np.float64))
-    y = np.abs(np.asarray(b, dtype=np.float64))
+    x = _non_negative(a, "map_ssim")
+    y = _non_negative(b, "map_ssim")
     if x.shape != y.shape or x.ndim != 2:
         raise ValueError(f"need two maps of the same (H, W) shape, got {x.shape} and {y.shape}")
     x = x / x.max() if x.max() > 0 else x
@@ -650,14 +801,27 @@ def pool_map(attribution_map, factor: int) -> np.ndarray:
     return m.reshape(h // factor, factor, w // factor, factor).sum(axis=(1, 3))
 
 
-#: The cascade of the sanity check for :class:`ctcnet.model.CTCNet`, top (output) first:
-#: ``(label, names of top-level children)``.
-CTCNET_RANDOMIZATION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("output conv", ("tail",)),
-    ("decoder", ("decoder", "fusion", "upsample", "resampler")),
-    ("bottleneck", ("bottleneck", "downsample")),
-    ("encoder", ("encoder", "head")),
-)
+def randomization_groups(model: nn.Module) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The cascade of the sanity check, output side first: ``(label, module paths)`` per group.
+
+    For a :class:`ctcnet.model.CTCNet` the groups follow the stages of
+    :meth:`~ctcnet.model.CTCNet.units` (so an ablated or resized config needs no change here):
+    the output convolution (``tail``), the decoder (upsamplings, MFFUs with their resamplers,
+    LGCMs), the bottleneck (FRMs), then the encoder (its LGCMs and downsamplings) with the head.
+    Any other model: one group per top-level child, the last registered first.
+    """
+    units = getattr(model, "units", None)
+    if units is None:
+        return tuple((name, (name,)) for name, _ in reversed(list(model.named_children())))
+    stages: dict[str, list[str]] = {}
+    for unit in units():
+        stages.setdefault(unit.stage, []).append(unit.path)
+    return (
+        ("output conv", tuple(stages["tail"])),
+        ("decoder", tuple(stages["decoder"])),
+        ("bottleneck", tuple(stages["bottleneck"])),
+        ("encoder", tuple(stages["encoder"] + stages["head"])),
+    )
 
 
 def _new_like(model: nn.Module, seed: int) -> nn.Module:
@@ -701,22 +865,18 @@ def randomized_models(
     the weights *and buffers* of groups ``1..k`` replaced by those of a freshly initialised
     model of the same architecture (seeded by ``seed``), top group first, so the last model is
     fully random. ``mode="independent"``: ``m_k`` re-initialises group ``k`` only. ``groups``
-    are ``(label, names of top-level children)``, top first; default
-    :data:`CTCNET_RANDOMIZATION_GROUPS` when the model has those children, else every
-    top-level child, last registered first. The copies live on the model's device; ``model``
+    are ``(label, module paths)``, top first; default :func:`randomization_groups`. The copies
+    live on the model's device; ``model``
     itself is not changed.
     """
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
-    children = dict(model.named_children())
-    if groups is None:
-        known = all(n in children for _, names in CTCNET_RANDOMIZATION_GROUPS for n in names)
-        groups = (CTCNET_RANDOMIZATION_GROUPS if known
-                  else [(name, (name,)) for name in reversed(list(children))])
+    groups = randomization_groups(model) if groups is None else groups
+    modules = dict(model.named_modules())
     for label, names in groups:
-        missing = [n for n in names if n not in children]
+        missing = [n for n in names if n not in modules]
         if missing:
-            raise ValueError(f"group {label!r}: the model has no child {missing}")
+            raise ValueError(f"group {label!r}: the model has no module {missing}")
     fresh = _new_like(model, seed)
     out: list[tuple[str, nn.Module]] = [("trained", model)]
     for k in range(len(groups)):
@@ -724,7 +884,7 @@ def randomized_models(
         copy_k = _copy_of(model)
         for _, names in chosen:
             for name in names:
-                getattr(copy_k, name).load_state_dict(getattr(fresh, name).state_dict())
+                copy_k.get_submodule(name).load_state_dict(fresh.get_submodule(name).state_dict())
         label = groups[k][0]
         out.append((f"+ {label}" if mode == "cascading" and k > 0 else label, copy_k))
     return out
@@ -743,12 +903,20 @@ class SanityCheckResult:
     spearman, ssim : dict
         method -> ``numpy.ndarray`` per stage: :func:`rank_correlation` and :func:`map_ssim`
         of the stage's map with the trained model's (1 for stage 0).
+    completeness : dict
+        ``"lam"`` and ``"ig"`` (those computed) -> per stage, the relative completeness error of
+        the path integral at the step count used (:attr:`LAMResult.completeness_error`, and the
+        same quantity for integrated gradients).
+    gradcam_weight_to_gradient : numpy.ndarray
+        Per stage, :attr:`GradCAMResult.weight_to_gradient` (empty without ``"gradcam"``).
     """
 
     stages: list[str]
     maps: dict[str, list[np.ndarray]]
     spearman: dict[str, np.ndarray]
     ssim: dict[str, np.ndarray]
+    completeness: dict[str, np.ndarray]
+    gradcam_weight_to_gradient: np.ndarray
 
 
 def sanity_check(
@@ -762,7 +930,7 @@ def sanity_check(
     x: torch.Tensor | None = None,
     lam_steps: int = 8,
     lam_rule: str = "midpoint",
-    gradcam_layer: str = "decoder.2",
+    gradcam_layer: str | None = None,
     scale: int = 8,
     batch_size: int = 8,
     **captum_kwargs,
@@ -787,8 +955,9 @@ def sanity_check(
         of :func:`captum_attributions`, which work on the model input ``x``.
     x : tensor, optional
         The model input; default ``BicubicUpsample(scale)(lr)``.
-    gradcam_layer : str
-        Name (``get_submodule``) of Grad-CAM's layer, looked up in every randomised copy.
+    gradcam_layer : str, optional
+        Module path of Grad-CAM's layer, looked up in every randomised copy; default
+        :func:`default_gradcam_layer` of the model.
     **captum_kwargs
         Passed to :func:`captum_attributions` (``n_steps``, ``nt_samples``,
         ``occlusion_size``, ...). SmoothGrad's noise is drawn from ``seed`` at every stage, so
@@ -804,59 +973,39 @@ def sanity_check(
     models = randomized_models(model, groups=groups, mode=mode, seed=seed)
     stages = [label for label, _ in models]
     maps: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    captum_methods = tuple(m for m in methods if m != "lam")
+    completeness: dict[str, list[float]] = {m: [] for m in ("lam", "ig") if m in methods}
+    weight_ratios: list[float] = []
+    captum_methods = tuple(m for m in methods if m not in ("lam", "gradcam"))
+    layer = gradcam_layer
+    if layer is None and "gradcam" in methods:
+        layer = default_gradcam_layer(model)
     for _, stage_model in models:
         if "lam" in methods:
-            maps["lam"].append(
-                lam(stage_model, lr, window, steps=lam_steps, rule=lam_rule, scale=scale,
-                    batch_size=batch_size).map
-            )
+            result = lam(stage_model, lr, window, steps=lam_steps, rule=lam_rule, scale=scale,
+                         batch_size=batch_size)
+            maps["lam"].append(result.map)
+            completeness["lam"].append(result.completeness_error)
         if captum_methods:
-            layer = (stage_model.get_submodule(gradcam_layer) if "gradcam" in captum_methods
-                     else None)
+            found_completeness: dict = {}
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 found = captum_attributions(stage_model, x, window, methods=captum_methods,
-                                            layer=layer, internal_batch_size=batch_size,
-                                            **captum_kwargs)
+                                            internal_batch_size=batch_size,
+                                            completeness=found_completeness, **captum_kwargs)
             for m in captum_methods:
                 maps[m].append(found[m])
+            if "ig" in found_completeness:
+                completeness["ig"].append(found_completeness["ig"])
+        if "gradcam" in methods:
+            cam = gradcam(stage_model, x, window, layer=layer,
+                          objective=captum_kwargs.get("objective", "grad"))
+            maps["gradcam"].append(cam.map)
+            weight_ratios.append(cam.weight_to_gradient)
     spearman = {m: np.array([rank_correlation(maps[m][0], v) for v in maps[m]]) for m in methods}
     ssim_ = {m: np.array([map_ssim(maps[m][0], v) for v in maps[m]]) for m in methods}
-    return SanityCheckResult(stages=stages, maps=maps, spearman=spearman, ssim=ssim_)
-
-
-def sanity_verdict(correlations, ssims=None, threshold: float = 0.5,
-                   ssim_threshold: float = 0.9) -> str:
-    """Verdict of the randomisation check, one value per image: ``correlations`` are the rank
-    correlations between the trained model's map and the fully randomised model's, ``ssims``
-    (optional) their SSIMs (:func:`map_ssim`).
-
-    An image counts as *changed* when its correlation is below ``threshold`` and, if ``ssims``
-    is given, its SSIM is below ``ssim_threshold``; as *kept* when the correlation is at or above
-    ``threshold`` and the SSIM (if given) at or above ``ssim_threshold``. ``"passes"`` if every
-    image changed (the map changes when the weights do), ``"fails"`` if every image kept its map,
-    ``"mixed"`` otherwise (the images or the two measures disagree). Adebayo et al. look at both
-    measures; a map that keeps an SSIM of 0.9 after full randomisation has not convincingly
-    changed, whatever its rank correlation.
-
-    The thresholds are a convention, not Adebayo et al.'s (who compare visually and by
-    similarity curves); report the correlations and SSIMs with the verdict.
-    """
-    c = np.asarray(correlations, dtype=np.float64).ravel()
-    if c.size == 0:
-        raise ValueError("no correlations")
-    changed, kept = c < threshold, c >= threshold
-    if ssims is not None:
-        s = np.asarray(ssims, dtype=np.float64).ravel()
-        if s.shape != c.shape:
-            raise ValueError(f"{c.size} correlations but {s.size} SSIMs")
-        changed, kept = changed & (s < ssim_threshold), kept & (s >= ssim_threshold)
-    if np.all(changed):
-        return "passes"
-    if np.all(kept):
-        return "fails"
-    return "mixed"
+    return SanityCheckResult(stages=stages, maps=maps, spearman=spearman, ssim=ssim_,
+                             completeness={m: np.array(v) for m, v in completeness.items()},
+                             gradcam_weight_to_gradient=np.array(weight_ratios))
 
 
 def detail_windows(
