@@ -125,7 +125,7 @@ class RegistryUnavailableError(UnavailableError, DataError):
 
 
 def one_line(exc: BaseException) -> str:
-    """The message of ``exc`` as one line, for ``error: ...`` and ``warning: ...``.
+    """The message of ``exc`` as one line, the text after ``error:`` or ``warning:``.
 
     An operating-system error is said without its errno noise: ``no space left on device:
     /x/a.png`` rather than ``[Errno 28] No space left on device: '/x/a.png'``. Otherwise the

@@ -168,7 +168,8 @@ def plot_maps_row(maps: Mapping[str, np.ndarray], label: str, cmap: str = "magma
     vmin = float(values.min()) if vmin is None else vmin
     vmax = float(values.max()) if vmax is None else vmax
     n = len(arrays) + (image is not None)
-    fig, axes = plt.subplots(1, n, figsize=(2.3 * n + 0.8, 2.9), squeeze=False,
+    scale = 1.45 if n == 1 else 1.0  # one panel alone would be too small to read (< 400 px)
+    fig, axes = plt.subplots(1, n, figsize=(scale * (2.3 * n + 0.8), scale * 2.9), squeeze=False,
                              layout="constrained")
     axes = list(axes[0])
     if image is not None:
