@@ -136,6 +136,11 @@ def check_notebook(path: Path, repo_url: str, toc: set[str] | None = None,
     cells = nb["cells"]
 
     for i, cell in enumerate(cells):
+        # a control character is a backslash eaten by a Python string ("\frac" -> form feed + "rac")
+        control = sorted({f"0x{ord(ch):02x}" for ch in _source(cell) if ord(ch) < 32 and ch not in "\t\n\r"})
+        if control:
+            problems.append(f"cell {i} holds control characters {', '.join(control)} (an escaped "
+                            "backslash lost, e.g. \\f in \\frac)")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
