@@ -22,3 +22,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The ``tiny`` preset, seeded, in eval mode: one per test module (tests may hook it)."""
+    from ctcnet import build_model
+
+    torch.manual_seed(0)
+    return build_model("tiny").eval()

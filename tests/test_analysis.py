@@ -36,12 +36,6 @@ from ctcnet.model import (
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return ctcnet.build_model("tiny").eval()
-
-
-@pytest.fixture(scope="module")
 def official_meta():
     with torch.device("meta"):
         return ctcnet.build_model("official").eval()

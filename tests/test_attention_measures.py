@@ -14,13 +14,6 @@ from ctcnet.analysis import attention as A
 from ctcnet.face_regions import landmark_mask
 from ctcnet.model import ChannelAttention
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return build_model("tiny").eval()
-
-
 # ------------------------------------------------------------------------------------------
 # the maps themselves
 # ------------------------------------------------------------------------------------------

@@ -17,12 +17,6 @@ import ctcnet
 from ctcnet.analysis import attribution as A
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return ctcnet.build_model("tiny").eval()
-
-
 def _smooth_net():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 3, 3, padding=1))

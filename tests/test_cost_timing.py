@@ -7,17 +7,9 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 from torch import nn
 
-import ctcnet
 from ctcnet.analysis import cost
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return ctcnet.build_model("tiny").eval()
 
 
 def test_median_interval_has_the_binomial_coverage():

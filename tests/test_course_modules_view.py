@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ctcnet import build_model
 from ctcnet.course import modules_view as V
 from ctcnet.model import MDTA, LocalBlock
 from ctcnet.stats import BootstrapCI
 
 matplotlib.use("Agg")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return build_model("tiny").eval()
 
 
 @pytest.fixture(scope="module")

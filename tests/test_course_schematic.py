@@ -18,12 +18,6 @@ from ctcnet.model import ResidualUnit
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return build_model("tiny").eval()
-
-
 def _modules(model):
     """Every module the book draws, from the tiny network."""
     lgcm = model.encoder[1]

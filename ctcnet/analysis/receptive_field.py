@@ -391,13 +391,14 @@ _RULES.update({name: (lambda args, kwargs, out, fields: fields[0][1]) for name i
 _RULES.update({name: _elementwise for name in _ELEMENTWISE})
 
 
-def _tensors(value) -> list[torch.Tensor]:
+def tensors_in(value) -> list[torch.Tensor]:
+    """The tensors in ``value`` (a tensor, or lists / tuples / dicts of them), in order."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
+        return [t for v in value for t in tensors_in(v)]
     if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
+        return [t for v in value.values() for t in tensors_in(v)]
     return []
 
 
@@ -426,10 +427,10 @@ class _ReceptiveFieldMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        outputs = _tensors(out)
+        outputs = tensors_in(out)
         if not outputs:
             return out
-        fields = [(t, r) for t in _tensors((args, kwargs)) if (r := self.field(t)) is not None]
+        fields = [(t, r) for t in tensors_in((args, kwargs)) if (r := self.field(t)) is not None]
         if not fields:
             return out
         name = getattr(func, "__name__", repr(func))

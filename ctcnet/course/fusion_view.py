@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..pixels import to_uint8
+from .modules_view import switched_off  # one implementation, shared with chapters 3-5
 
 __all__ = ["switched_off", "input_zeroed", "capture_outputs", "channel_norm", "grey_change",
            "plot_maps_row", "plot_faces_and_changes", "plot_change_grid", "plot_param_split",
@@ -33,35 +34,6 @@ __all__ = ["switched_off", "input_zeroed", "capture_outputs", "channel_norm", "g
 # --------------------------------------------------------------------------------------------
 # Interventions
 # --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def switched_off(*modules: nn.Module, how: str = "identity") -> Iterator[None]:
-    """Inside the ``with`` block, each module returns its input (``how="identity"``: as if it
-    were ``nn.Identity``) or zeros of its output's shape (``how="zero"``).
-
-    The rest of the network keeps its trained weights, so ``model(x)`` inside the block shows
-    how much the *trained* network relies on the module, not how a network trained without it
-    would do. Raises ``ValueError`` (one line) for an unknown ``how`` and, at the call, for an
-    identity that would change the shape.
-    """
-    if how not in {"identity", "zero"}:
-        raise ValueError(f"how must be 'identity' or 'zero', not {how!r}")
-
-    def hook(module, inputs, output):
-        if how == "zero":
-            return torch.zeros_like(output)
-        if not isinstance(inputs[0], torch.Tensor) or inputs[0].shape != output.shape:
-            raise ValueError(f"{type(module).__name__} does not keep its input's shape: it "
-                             "cannot be replaced by the identity")
-        return inputs[0]
-
-    handles = [m.register_forward_hook(hook) for m in modules]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextlib.contextmanager

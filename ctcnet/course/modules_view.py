@@ -84,6 +84,9 @@ def switched_off(*modules: nn.Module, how: str = "identity") -> Iterator[None]:
     def hook(_module, inputs, output):
         if how == "zero":
             return torch.zeros_like(output)
+        if not isinstance(inputs[0], torch.Tensor):
+            raise ValueError(f"{type(_module).__name__} takes a {type(inputs[0]).__name__}: it "
+                             "cannot be replaced by the identity")
         if inputs[0].shape != output.shape:
             raise ValueError(f"{type(_module).__name__} changes the shape {tuple(inputs[0].shape)} "
                              f"-> {tuple(output.shape)}: it cannot be replaced by the identity")

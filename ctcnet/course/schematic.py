@@ -47,6 +47,7 @@ from matplotlib.path import Path
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..analysis.receptive_field import tensors_in
 from ..model import (
     FSAU,
     GDFN,
@@ -112,17 +113,6 @@ _NAMED = {
 #: What the circle symbols mean, for the legend.
 SYMBOLS = {"+": "add", "−": "subtract", "×": "multiply element-wise", "÷": "divide",
            "@": "matrix product", "c": "concatenate channels", "σ": "sigmoid"}
-
-
-def _tensors(value) -> list[torch.Tensor]:
-    """The tensors in ``value`` (a tensor, or lists / tuples / dicts of them), in order."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
 
 
 def _function_name(func) -> str:
@@ -203,11 +193,11 @@ class _Recorder(TorchFunctionMode):
         return out
 
     def record(self, func, args, kwargs, out) -> None:
-        outputs = _tensors(out)
+        outputs = tensors_in(out)
         if not outputs:
             return
         name = _function_name(func)
-        inputs = _tensors(args) + _tensors(kwargs)
+        inputs = tensors_in(args) + tensors_in(kwargs)
         tracked = [t for t in inputs if id(t) in self.producer]
         params = [self.params[id(t)] for t in inputs if id(t) in self.params]
         if not tracked:
@@ -244,8 +234,8 @@ class _Recorder(TorchFunctionMode):
             return
         self.calls[id(module)] = self.calls.get(id(module), 0) + 1
         node = self.node("module", path=self.paths[id(module)], call=self.calls[id(module)],
-                         module=module, in_shapes=[_shape(t) for t in _tensors((args, kwargs))])
-        self.connect(_tensors((args, kwargs)), node)
+                         module=module, in_shapes=[_shape(t) for t in tensors_in((args, kwargs))])
+        self.connect(tensors_in((args, kwargs)), node)
         self.stack.append(("node", node))
         self.depth += 1
 
@@ -256,7 +246,7 @@ class _Recorder(TorchFunctionMode):
             return
         self.depth -= 1
         if role == "node":
-            self.produce(_tensors(output), node)
+            self.produce(tensors_in(output), node)
 
 
 #: Operations whose inputs' order matters (and is written on the arrows).
@@ -588,7 +578,7 @@ def trace_block(module: nn.Module, inputs=None, *, network: nn.Module | None = N
              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     for k, arg in enumerate(args):
         name = names[k] if k < len(names) else f"arg{k}"
-        tensors = _tensors(arg)
+        tensors = tensors_in(arg)
         for j, t in enumerate(tensors):
             label = f"{name}[{j}]" if isinstance(arg, (list, tuple)) else name
             node = recorder.node("input", name=label)
@@ -606,7 +596,7 @@ def trace_block(module: nn.Module, inputs=None, *, network: nn.Module | None = N
     finally:
         for h in handles:
             h.remove()
-    outs = _tensors(output)
+    outs = tensors_in(output)
     arg_names = ", ".join(names[: len(args)])
     for k, t in enumerate(outs):
         label = f"{_short_name(module)}({arg_names})" + (f"[{k}]" if len(outs) > 1 else "")
