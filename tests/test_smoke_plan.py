@@ -71,12 +71,23 @@ def test_code_that_reads_the_mode_or_branches_on_a_size_differs(tmp_path, code, 
     assert dep.reasons[0].startswith("code cell 2:")
 
 
-def test_a_chapter_that_calls_subject_gets_both_passes(tmp_path):
-    dep_path = notebook(tmp_path, "subj = ctcnet.course.book.subject(S)", name="a.ipynb")
+def test_a_chapter_that_asks_which_subject_it_got_gets_both_passes(tmp_path):
+    dep_path = notebook(tmp_path, "subj = ctcnet.course.book.subject(S)",
+                        "if subj.official:\n    pass", name="a.ipynb")
     plain = notebook(tmp_path, "x = 1", name="b.ipynb")
     tasks, deps = smoke.plan([dep_path, plain])
     assert {(t.path.name, t.stand_in) for t in tasks} == {("a.ipynb", True), ("a.ipynb", False)}
-    assert deps[0].calls_subject and not deps[1].differs
+    assert deps[0].calls_subject and deps[0].asks_which_subject and not deps[1].differs
+
+
+def test_a_chapter_that_only_calls_subject_gets_the_stand_in_pass_alone(tmp_path):
+    # the same lines run on either path; subject()'s own fall-back is tests/test_full_mode.py's
+    dep_path = notebook(tmp_path, "subj = ctcnet.course.book.subject(S)",
+                        "print(subj.label)\nif S.mode == 'full':\n    pass", name="a.ipynb")
+    plain = notebook(tmp_path, "x = 1", name="b.ipynb")
+    tasks, deps = smoke.plan([dep_path, plain])
+    assert [(t.path.name, t.stand_in) for t in tasks] == [("a.ipynb", True)]
+    assert deps[0].differs and not deps[0].asks_which_subject
     everything, _ = smoke.plan([dep_path, plain], everything=True)
     assert ("b.ipynb", False) in {(t.path.name, t.stand_in) for t in everything}
 
@@ -114,13 +125,14 @@ def test_the_real_plan_runs_every_chapter_whose_code_mentions_the_mode():
     for dep in deps:
         code = "\n".join(smoke._code_cells(dep.path))
         if pattern.search(code):
-            assert dep.path in fall_back, f"{dep.path.name} mentions the mode but is not run"
+            assert dep.path in fall_back | stand_in, f"{dep.path.name} mentions the mode but is not run"
         else:
             assert dep.path not in fall_back or dep.reasons
             assert f"book/{dep.path.stem}" in toc, f"{dep.path.name} is executed by no build"
         if re.search(r"\bsubject\(", code):
             assert dep.path in stand_in, f"{dep.path.name} calls subject() but has no stand-in run"
-    assert stand_in <= fall_back
+            if re.search(r"\.(official|notice)\b", code):
+                assert dep.path in fall_back, f"{dep.path.name} asks which subject it got"
 
 
 @pytest.mark.parametrize("message, line", [

@@ -27,7 +27,9 @@ or whose code does not parse (then it is run, to be safe). Two passes, executed 
   and prints its notice;
 * stand-in: the same, for the notebooks that call ``subject()``, with an untrained ``official``
   network written in the authors' checkpoint format and the offline test faces standing in for
-  CelebA (``$CTCNET_OFFICIAL_CHECKPOINT``, ``$CTCNET_CELEBA``): the authors'-weights path.
+  CelebA (``$CTCNET_OFFICIAL_CHECKPOINT``, ``$CTCNET_CELEBA``): the authors'-weights path. Such a
+  notebook gets the fall-back pass too only when it asks which path ``subject()`` took
+  (``.official``, ``.notice``): otherwise both passes would run the same lines.
 
 Branches that no CPU smoke can take are listed by ``--plan``: conditions on ``X.cap == "none"``
 (full mode at its real sizes) and on a ``"cuda"`` device. Nothing is downloaded and the stored,
@@ -59,9 +61,11 @@ STAND_IN_KEYS = ("CTCNET_OFFICIAL_CHECKPOINT", "CTCNET_CELEBA")
 MODE_ATTRS = {"mode", "cap"}
 MODE_CALLS = {"settings", "subject", "reproduction_plan"}
 MODE_ENV = {"CTCNET_BOOK_MODE", "CTCNET_BOOK_CAP"}
+#: What tells a chapter which path ``subject()`` took (the authors' weights, or the fall-back).
+SUBJECT_ATTRS = {"official", "notice"}
 #: ``BookSettings`` fields that are sizes (kept in step with the dataclass by a test).
 SIZE_FIELDS = {"train_steps", "train_batch", "train_patch", "eval_images", "lam_steps",
-               "erf_inputs", "timing_repeats"}
+               "attribution_windows", "erf_inputs", "timing_repeats"}
 
 
 def default_notebooks() -> list[Path]:
@@ -78,6 +82,7 @@ class Dependence:
     path: Path
     reasons: list[str] = field(default_factory=list)  # why it must run in full mode
     calls_subject: bool = False  # takes the authors'-weights path when they are here
+    asks_which_subject: bool = False  # reads .official / .notice: branches on the path taken
     unreachable: list[str] = field(default_factory=list)  # branches no CPU smoke can take
 
     @property
@@ -144,6 +149,9 @@ def mode_dependence(path: Path) -> Dependence:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in MODE_ATTRS:
                 what.append(f"reads .{node.attr}")
+            elif isinstance(node, ast.Attribute) and node.attr in SUBJECT_ATTRS:
+                what.append(f"reads .{node.attr}")
+                dep.asks_which_subject = True
             elif isinstance(node, ast.Call) and _called_name(node) in MODE_CALLS:
                 what.append(f"calls {_called_name(node)}()")
                 dep.calls_subject |= _called_name(node) == "subject"
@@ -166,11 +174,18 @@ class Task:
 
 
 def plan(notebooks: list[Path], everything: bool = False) -> tuple[list[Task], list[Dependence]]:
-    """The executions: the fall-back pass over the notebooks whose code differs between the modes
-    (every notebook with ``everything``), the stand-in pass over those that call ``subject()``."""
+    """The executions: the stand-in pass over the notebooks that call ``subject()``; the fall-back
+    pass over the other notebooks whose code differs between the modes, and over those that call
+    ``subject()`` and ask which path it took (``.official``, ``.notice``); every notebook with
+    ``everything``.
+
+    A chapter that calls ``subject()`` but never asks which path it took runs the same lines on
+    either path, so its stand-in pass covers them; what differs is inside ``subject()``, whose
+    fall-back tests/test_full_mode.py checks."""
     deps = [mode_dependence(p) for p in notebooks]
     tasks = [Task(d.path, True) for d in deps if d.calls_subject]
-    tasks += [Task(d.path, False) for d in deps if d.differs or everything]
+    tasks += [Task(d.path, False) for d in deps
+              if everything or (d.differs and (not d.calls_subject or d.asks_which_subject))]
     return tasks, deps
 
 
@@ -181,6 +196,8 @@ def print_plan(deps: list[Dependence], tasks: list[Task]) -> None:
         passes = [name for name, flag in (("fall-back", False), ("stand-in", True))
                   if (d.path, flag) in runs]
         label = " + ".join(passes) if passes else "not run: same code in both modes (sizes only)"
+        if passes == ["stand-in"]:
+            label += " (no fall-back pass: the chapter never asks which path subject() took)"
         print(f"  {d.path.name}: {label}")
         for reason in d.reasons:
             print(f"      {reason}")

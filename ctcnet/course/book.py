@@ -52,18 +52,19 @@ class BookSettings:
     train_patch: int
     eval_images: int
     lam_steps: int
+    attribution_windows: int
     erf_inputs: int
     timing_repeats: int
     cap: str = "none"
 
 
 _SMALL = dict(train_steps=30, train_batch=4, train_patch=64, eval_images=21, lam_steps=16,
-              erf_inputs=4, timing_repeats=6)
+              attribution_windows=4, erf_inputs=4, timing_repeats=6)
 _FULL = dict(train_steps=3000, train_batch=16, train_patch=128, eval_images=10_000, lam_steps=50,
-             erf_inputs=32, timing_repeats=10)
+             attribution_windows=8, erf_inputs=32, timing_repeats=10)
 #: ``CTCNET_BOOK_CAP=smoke``: full mode's code paths at toy sizes (``tools/smoke_full_mode.py``).
 _SMOKE = dict(train_steps=2, train_batch=2, train_patch=48, eval_images=3, lam_steps=2,
-              erf_inputs=2, timing_repeats=3)
+              attribution_windows=1, erf_inputs=2, timing_repeats=3)
 
 
 def settings() -> BookSettings:
