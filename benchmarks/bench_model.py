@@ -31,6 +31,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 
@@ -50,13 +51,15 @@ INFER_VARIANTS = {
     "bf16-autocast": ("bf16-autocast", False),
 }
 TRAIN_VARIANTS = {
-    # name: (precision or None for the reference-like model, checkpointing)
-    "ref-like": (None, False),
-    "fp32": ("fp32", False),
-    "bf16": ("bf16", False),
-    "bf16+ckpt": ("bf16", True),  # TransformerBlock + FSAU recompute in the backward pass
-    "bf16+ckptTB": ("bf16", ("TransformerBlock",)),
-    "fp16": ("fp16", False),
+    # name: (precision or None for the reference-like model, checkpointing, compiled)
+    "ref-like": (None, False, False),
+    "fp32": ("fp32", False, False),
+    "bf16": ("bf16", False, False),
+    "bf16+ckpt": ("bf16", True, False),  # TransformerBlock + FSAU recompute in the backward pass
+    "bf16+ckptTB": ("bf16", ("TransformerBlock",), False),
+    # the forward pass compiled as `ctcnet train --compile` does (TrainConfig.compile)
+    "bf16+compile": ("bf16", False, True),
+    "fp16": ("fp16", False, False),
 }
 
 
@@ -250,12 +253,14 @@ def _job_train(job, device, meter):
 
     from ctcnet.runtime import grad_scaler_for, optimize_for_training
 
-    precision, checkpointing = TRAIN_VARIANTS[job["variant"]]
+    precision, checkpointing, compiled = TRAIN_VARIANTS[job["variant"]]
     model = _build(job, device).train()
     if precision is None:
         model = _reference_like(model)
     else:
         model = optimize_for_training(model, precision, checkpointing=checkpointing)
+    if compiled:
+        model.forward = torch.compile(model.forward)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.99))
     scaler = grad_scaler_for(model)
     gen = torch.Generator().manual_seed(1)
@@ -270,13 +275,14 @@ def _job_train(job, device, meter):
         scaler.step(optimizer)
         scaler.update()
 
-    for _ in range(job["warmup"]):
+    first = meter.time(step)  # includes compilation, if any
+    for _ in range(job["warmup"] - 1):
         step()
     times, loads = [], [os.getloadavg()[0]]
     for _ in range(job["runs"]):
         times.append(meter.time(step))
         loads.append(os.getloadavg()[0])
-    return {"times": times, "peak_mib": meter.peak_mib(), "load": loads}
+    return {"times": times, "first": first, "peak_mib": meter.peak_mib(), "load": loads}
 
 
 def worker(job: dict) -> dict:
@@ -446,7 +452,7 @@ def scenario_train(args, run, say) -> dict:
     summary = {}
     for batch in args.train_batches:
         rounds, runs = (1, 1) if args.quick else (args.train_rounds, args.train_runs)
-        res = {v: {"times": [], "peak": [], "load": []} for v in args.train_variants}
+        res = {v: {"times": [], "peak": [], "load": [], "first": []} for v in args.train_variants}
         for _ in range(rounds):
             for v in args.train_variants:
                 r = run({"kind": "train", "batch": batch, "size": args.size, "variant": v,
@@ -454,6 +460,7 @@ def scenario_train(args, run, say) -> dict:
                 res[v]["times"] += r["times"]
                 res[v]["peak"].append(r["peak_mib"])
                 res[v]["load"] += r["load"]
+                res[v]["first"].append(r.get("first"))
         ref = res.get("ref-like")
         target = TARGETS.get(("train", batch)) if _targets_apply(args) else None
         for v, r in res.items():
@@ -469,6 +476,22 @@ def scenario_train(args, run, say) -> dict:
                 f" {f'{speedup:.2f}×' if speedup else '–'} | {peak:.0f} | {f'{mem:.2f}×' if mem else '–'} |"
                 f" {status} | {fmt_load(r['load'])} |")
             summary[(batch, v)] = (m, speedup, peak, mem)
+        firsts = "; ".join(f"`{v}` " + ", ".join(f"{t:.1f} s" for t in r["first"] if t is not None)
+                           for v, r in res.items())
+        say(f"\nbatch {batch}: first step of each process, in round order (includes compilation;"
+            f" later rounds reuse the on-disk compile cache of the first): {firsts}")
+        if "bf16+compile" in res and "bf16" in res:
+            eager, comp = med(res["bf16"]["times"]), med(res["bf16+compile"]["times"])
+            for label, first in (("cold cache", res["bf16+compile"]["first"][0]),
+                                 ("warm cache", res["bf16+compile"]["first"][-1])):
+                if first is None or len(res["bf16+compile"]["first"]) < 2 and label == "warm cache":
+                    continue
+                extra = first - comp  # the first step's cost beyond an ordinary compiled step
+                saved = eager - comp
+                verdict = (f"pays off after {extra / saved:.0f} steps" if saved > 0 else
+                           "never pays off (the compiled step is not faster)")
+                say(f"batch {batch}, `bf16+compile` against `bf16` ({label}): compile cost "
+                    f"{extra:.0f} s, {saved:+.2f} s saved per step: {verdict}.")
     return summary
 
 
@@ -569,7 +592,9 @@ def main() -> None:
     ap.add_argument("--scale-variant", default="bf16", choices=list(INFER_VARIANTS))
     ap.add_argument("--scale-train", action="store_true", help="also scale training (slow)")
     ap.add_argument("--scale-train-variant", default="bf16", choices=list(TRAIN_VARIANTS))
-    ap.add_argument("--compile", action="store_true", help="add the bf16+compile inference variant")
+    ap.add_argument("--compile", action="store_true",
+                    help="add the bf16+compile inference and training variants (a fresh inductor"
+                         " cache for this run, $TORCHINDUCTOR_CACHE_DIR, shared by its processes)")
     ap.add_argument("--out", default=None, help="also write the markdown here")
     ap.add_argument("--resume", default=None, help="JSON-lines file of finished jobs, reused on rerun")
     args = ap.parse_args()
@@ -590,6 +615,10 @@ def main() -> None:
     if args.train_variants is None:
         args.train_variants = ["ref-like", "fp32", "bf16", "bf16+ckpt", "bf16+ckptTB"]
         args.train_variants += [half] if half else []
+        args.train_variants += ["bf16+compile"] if args.compile else []
+    if args.compile and not args.worker:
+        # cold compile in the first process, the on-disk cache reused by the later ones
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
     if args.scale_sizes is None:
         args.scale_sizes = [72, 128] if args.quick else [72, 96, 128, 160, 192, 256]
     if args.scale_batches is None:
