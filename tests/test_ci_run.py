@@ -32,6 +32,7 @@ for n in colab-install plain-install-oldest plain-install-newest; do
     >> "$log_dir/timings.tsv"
   [[ $rc -eq 0 ]] || failed=1
 done
+[[ -n "$VENV_READY" && "$UV" == /bin/true ]] && echo "uv and venv marker passed" > "$MARK.env"
 echo done > "$MARK"
 exit $failed
 """
@@ -53,7 +54,7 @@ def fake_repo(tmp_path):
         path.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CHROMIUM": "x",
            "CHROMEDRIVER": "y", "CALLS": str(tmp_path / "calls"), "MARK": str(tmp_path / "mark"),
-           "CI_TIMINGS": str(tmp_path / "timings.md")}
+           "CI_TIMINGS": str(tmp_path / "timings.md"), "CI_UV": "/bin/true"}
     for key in ("CI_FRESH_CLONE", "FAIL_STEP", "FAIL_CHECK", "SLEEP_BG"):
         env.pop(key, None)
     return repo, env, tmp_path
@@ -74,7 +75,7 @@ def test_steps_run_in_order_and_the_table_lists_each_with_its_time(fake_repo):
     assert "make book BROWSER_CHECK=no BOOK_TIMINGS_FLAGS=--require-executed" in calls
     table = (tmp / "timings.md").read_text()
     assert table in proc.stdout
-    for step in ("venv", "test", "book", "browser", "browser-mathjax-test", "colab-view",
+    for step in ("uv-bootstrap", "venv", "test", "book", "browser", "browser-mathjax-test", "colab-view",
                  "colab-view-tests", "smoke-full", "install-checks-join"):
         assert f"| {step} | foreground |" in table, step
     for check in ("colab-install", "plain-install-oldest", "plain-install-newest"):
@@ -83,6 +84,7 @@ def test_steps_run_in_order_and_the_table_lists_each_with_its_time(fake_repo):
     assert "| **total (wall)** |" in table
     assert proc.stdout.rstrip().endswith("CI: PASSED")
     assert "pytest: 3 passed in 1.00s" in proc.stdout
+    assert (tmp / "mark.env").exists()  # the checks got the uv to use and the venv marker
 
 
 def test_a_failed_install_check_fails_the_run_after_the_foreground(fake_repo):

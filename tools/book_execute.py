@@ -66,8 +66,10 @@ def _execute(path: str, timeout: int, threads: int | None) -> tuple[str, object,
     if threads:  # the kernel inherits this process's environment
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     notebook = nbformat.read(ROOT / path, as_version=4)
+    # record_timing: each cell's start and end in its metadata, for tools/book_timings.py-style
+    # questions about which cell is slow
     result = single_nb_execution(notebook, cwd=str((ROOT / path).parent), timeout=timeout,
-                                 allow_errors=False, meta_override=True)
+                                 allow_errors=False, meta_override=True, record_timing=True)
     error = result.exc_string or (repr(result.err) if result.err else "")
     return path, result.nb, result.time, error
 
