@@ -110,7 +110,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "source": "the authors' psnr_ssim.py (wsxuzixiang/CTCNet, as in SPARNet)",
     },
     "dic": {
-        "used by": "the Face-Hallucination-Benchmark's \"PSNR & SSIM in DIC\" script and tables",
+        "used by": "the Face-Hallucination-Benchmark's \"PSNR & SSIM in DIC\" script (eval_psnr_ssim.py)",
         "Y channel": "(65.481R + 128.553G + 24.966B)/255 + 16, rounded to uint8",
         "border crop (px)": 8,
         "PSNR": "10·log10(255²/MSE) on cropped rounded Y",

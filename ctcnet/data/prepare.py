@@ -68,9 +68,9 @@ __all__ = [
 #: Face box ``(left, top, right, bottom)`` used on CelebA's 178×218 ``img_align_celeba`` images.
 #: A 148×148 square, horizontally centred (15 px margins) and spanning rows 40–188. In the aligned
 #: images the eyes sit near row 110 and the face is centred near column 89, so the box holds the
-#: whole face from above the forehead to below the chin, at a scale comparable to the enlarged
-#: face-detector boxes of the reference training crops. The same box is the widely used CelebA
-#: face crop of the generative-modelling literature. It is then resized to 128×128 (PIL bicubic).
+#: whole face from above the forehead to below the chin. The reference's training crops were cut
+#: without pre-alignment and are not distributed, so this box can only approximate them. The same
+#: box is the widely used CelebA face crop of the generative-modelling literature. It is then resized to 128×128 (PIL bicubic).
 CELEBA_FACE_BOX = (15, 40, 163, 188)
 CELEBA_SIZE = (178, 218)
 
