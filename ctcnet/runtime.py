@@ -43,9 +43,30 @@ __all__ = [
     "fold_batchnorm",
     "enable_checkpointing",
     "disable_checkpointing",
+    "inductor_cache_dir",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def inductor_cache_dir() -> str:
+    """The folder where ``torch.compile`` (inductor) keeps compiled code between processes:
+    ``$TORCHINDUCTOR_CACHE_DIR``, else torch's default (``<temp dir>/torchinductor_<user>``).
+
+    A later process that compiles the same graphs reads them from there instead of compiling
+    again (benchmarks/RESULTS.md measures how much of the first call that saves)."""
+    configured = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if configured:
+        return configured
+    try:  # private, and moved between torch releases; the fallback is what it computes today
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        return default_cache_dir()
+    except ImportError:
+        import getpass
+        import tempfile
+
+        return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
 
 #: The precisions a model can run in; ``"auto"`` is accepted wherever one is chosen.
 PRECISIONS = ("fp32", "bf16", "fp16")

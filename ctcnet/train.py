@@ -59,7 +59,7 @@ from .errors import CheckpointError, DiskFullError, TrainingError
 from .evaluate import evaluate
 from .model import PRESETS, build_model, reference_init_
 from .run_folder import RunFolder, disk_errors
-from .runtime import grad_scaler_for, optimize_for_training
+from .runtime import grad_scaler_for, inductor_cache_dir, optimize_for_training
 from .training_data import load_data, make_loader
 from .weights import model_from_checkpoint, read_checkpoint, save_checkpoint, set_rng_state
 
@@ -232,7 +232,8 @@ class Run:
         if cfg.compile:
             if ranks.master:
                 print("compiling the forward pass with torch.compile: the first steps take "
-                      "minutes", file=sys.stderr, flush=True)  # fmt: skip
+                      f"minutes; the compiled code is kept in {inductor_cache_dir()} "
+                      "($TORCHINDUCTOR_CACHE_DIR) for later runs", file=sys.stderr, flush=True)
             self.forward = torch.compile(self.forward)
         self.step, self.best_psnr, self.last_val = 0, -math.inf, None
         self.clock = time.time()  # the run's clock: moved back by the seconds of resumed runs

@@ -305,3 +305,12 @@ def test_bf16_evaluation_moves_the_shipped_models_psnr_by_less_than_0_05_db(tmp_
     bf16 = evaluate(model, tmp_path, precision="bf16").means()
     assert fp32["psnr"] != bf16["psnr"]  # bf16 really ran
     assert abs(fp32["psnr"] - bf16["psnr"]) < 0.05
+
+
+def test_inductor_cache_dir_follows_the_environment_variable(monkeypatch, tmp_path):
+    from ctcnet.runtime import inductor_cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    assert inductor_cache_dir() == str(tmp_path)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert "torchinductor_" in inductor_cache_dir()  # torch's default: <temp>/torchinductor_<user>

@@ -22,6 +22,7 @@ from ctcnet import build_model
 from ctcnet.data.sampling import batch_indices, split_by_identity
 from ctcnet.errors import CheckpointError
 from ctcnet.model import reference_init_
+from ctcnet.runtime import inductor_cache_dir
 from ctcnet.train import TrainConfig, TrainingError, fit, load_data
 from ctcnet.weights import (
     export_official_state_dict,
@@ -850,7 +851,9 @@ def test_compiled_training_follows_the_eager_steps_with_graph_capture_only(
     eager = fit(cfg(faces, tmp_path / "eager", **kw))
     compiled = fit(cfg(faces, tmp_path / "compiled", compile=True, **kw))
     assert backends == ["inductor"]  # fit asked for the default backend, once
-    assert "compiling the forward pass with torch.compile" in capsys.readouterr().err
+    notice = capsys.readouterr().err
+    assert "compiling the forward pass with torch.compile" in notice
+    assert inductor_cache_dir() in notice  # where the compiled code is kept for later runs
     for (_, a), (_, b) in zip(eager["losses"], compiled["losses"], strict=True):
         assert a == pytest.approx(b, rel=1e-5)
     ckpt = read_checkpoint(tmp_path / "compiled" / "last.pt")
@@ -863,7 +866,9 @@ def test_compiled_training_follows_the_eager_steps(faces, tmp_path, capsys):
     kw = dict(steps=2, precision="fp32", save_every=0)
     eager = fit(cfg(faces, tmp_path / "eager", **kw))
     compiled = fit(cfg(faces, tmp_path / "compiled", compile=True, **kw))
-    assert "compiling the forward pass with torch.compile" in capsys.readouterr().err
+    notice = capsys.readouterr().err
+    assert "compiling the forward pass with torch.compile" in notice
+    assert inductor_cache_dir() in notice  # where the compiled code is kept for later runs
     for (_, a), (_, b) in zip(eager["losses"], compiled["losses"], strict=True):
         assert a == pytest.approx(b, rel=1e-4)
     ckpt = read_checkpoint(tmp_path / "compiled" / "last.pt")
