@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import getpass
 import logging
 import os
+import tempfile
 import types
 from collections.abc import Iterable, Iterator
 
@@ -58,14 +60,12 @@ def inductor_cache_dir() -> str:
     configured = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if configured:
         return configured
-    try:  # private, and moved between torch releases; the fallback is what it computes today
+    try:
+        # deferred: torch's inductor is only needed here; private, and moved between releases
         from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
         return default_cache_dir()
-    except ImportError:
-        import getpass
-        import tempfile
-
+    except ImportError:  # what it computes in the releases that have it
         return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
 
 #: The precisions a model can run in; ``"auto"`` is accepted wherever one is chosen.

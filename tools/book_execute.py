@@ -66,10 +66,10 @@ def _execute(path: str, timeout: int, threads: int | None) -> tuple[str, object,
     if threads:  # the kernel inherits this process's environment
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     notebook = nbformat.read(ROOT / path, as_version=4)
-    # record_timing: each cell's start and end in its metadata, for tools/book_timings.py-style
-    # questions about which cell is slow
+    # no record_timing: the timings it writes into the cells' metadata would keep the build from
+    # matching the notebook in the cache (tests/test_book_execute.py)
     result = single_nb_execution(notebook, cwd=str((ROOT / path).parent), timeout=timeout,
-                                 allow_errors=False, meta_override=True, record_timing=True)
+                                 allow_errors=False, meta_override=True)
     error = result.exc_string or (repr(result.err) if result.err else "")
     return path, result.nb, result.time, error
 
