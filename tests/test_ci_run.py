@@ -71,13 +71,17 @@ def test_steps_run_in_order_and_the_table_lists_each_with_its_time(fake_repo):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = (tmp / "calls").read_text().splitlines()
     makes = [c.split()[1] for c in calls if c.startswith("make ")]
-    assert makes == ["venv", "test", "book", "check-browser", "check-colab", "smoke-full"]
+    # smoke-full runs in the background beside the browser checks: after the book, in any order
+    # with them
+    assert makes[:3] == ["venv", "test", "book"]
+    assert sorted(makes[3:]) == ["check-browser", "check-colab", "smoke-full"]
     assert "make book BROWSER_CHECK=no BOOK_TIMINGS_FLAGS=--require-executed" in calls
     table = (tmp / "timings.md").read_text()
     assert table in proc.stdout
     for step in ("uv-bootstrap", "venv", "test", "book", "browser", "browser-mathjax-test", "colab-view",
-                 "colab-view-tests", "smoke-full", "install-checks-join"):
+                 "colab-view-tests", "smoke-full-join", "install-checks-join"):
         assert f"| {step} | foreground |" in table, step
+    assert "| smoke-full | background |" in table
     for check in ("colab-install", "plain-install-oldest", "plain-install-newest"):
         assert f"| {check} | background |" in table, check
         assert f"output of {check}" in proc.stdout  # its log is shown when joined
@@ -94,6 +98,15 @@ def test_a_failed_install_check_fails_the_run_after_the_foreground(fake_repo):
     assert "an install check failed" in proc.stderr
     assert "| plain-install-newest | background | " in proc.stdout
     assert "make smoke-full" in (tmp / "calls").read_text()  # the foreground ran to its end
+
+
+def test_a_failed_smoke_fails_the_run_after_the_browser_checks(fake_repo):
+    repo, env, tmp = fake_repo
+    proc = run_ci(repo, env, FAIL_STEP="smoke-full")
+    assert proc.returncode == 3
+    assert "a chapter failed in full mode" in proc.stderr
+    assert "make check-colab" in (tmp / "calls").read_text()  # the browser checks ran to the end
+    assert "| smoke-full | background | " in proc.stdout
 
 
 def test_a_failed_foreground_step_stops_the_background_checks(fake_repo):
