@@ -214,6 +214,27 @@ def test_sanity_check_runs_every_method_on_tiny_ctcnet(tiny):
     assert not tiny.training
 
 
+def test_sanity_check_refines_incomplete_path_maps_until_within_tolerance(tiny):
+    torch.manual_seed(0)
+    lr = torch.rand(1, 3, 4, 4) * 2 - 1
+    kw = dict(methods=("lam", "ig"), groups=A.randomization_groups(tiny)[:1], lam_steps=1,
+              n_steps=1, sigma=2.0)
+    coarse = A.sanity_check(tiny, lr, (12, 12, 8), **kw)
+    assert {m: v.tolist() for m, v in coarse.steps.items()} == {"lam": [1, 1], "ig": [1, 1]}
+    tolerance = 0.5 * min(np.abs(v).min() for v in coarse.completeness.values())
+    assert tolerance > 0  # one step leaves every map incomplete, so each must be refined
+    fine = A.sanity_check(tiny, lr, (12, 12, 8), completeness_tolerance=tolerance,
+                          max_steps=32, **kw)
+    for method in ("lam", "ig"):
+        steps, errors = fine.steps[method], np.abs(fine.completeness[method])
+        assert (steps > 1).all() and (steps <= 32).all()
+        assert ((errors <= tolerance) | (steps == 32)).all()
+        assert (errors < np.abs(coarse.completeness[method])).all()
+    capped = A.sanity_check(tiny, lr, (12, 12, 8), completeness_tolerance=1e-12, max_steps=4,
+                            **kw)
+    assert all((v == 4).all() for v in capped.steps.values())  # stops at the cap, keeps the map
+
+
 def test_detail_windows_pick_the_edges_first():
     image = torch.zeros(1, 3, 64, 64)
     image[:, :, 40:48, 20:28] = 1.0  # a bright square: edges only inside window (32, 16)

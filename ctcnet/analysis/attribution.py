@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -909,6 +909,9 @@ class SanityCheckResult:
         same quantity for integrated gradients).
     gradcam_weight_to_gradient : numpy.ndarray
         Per stage, :attr:`GradCAMResult.weight_to_gradient` (empty without ``"gradcam"``).
+    steps : dict
+        ``"lam"`` and ``"ig"`` -> per stage, the number of path steps of the map kept (more than
+        asked where ``completeness_tolerance`` made :func:`sanity_check` refine it).
     """
 
     stages: list[str]
@@ -917,6 +920,7 @@ class SanityCheckResult:
     ssim: dict[str, np.ndarray]
     completeness: dict[str, np.ndarray]
     gradcam_weight_to_gradient: np.ndarray
+    steps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def sanity_check(
@@ -933,6 +937,8 @@ def sanity_check(
     gradcam_layer: str | None = None,
     scale: int = 8,
     batch_size: int = 8,
+    completeness_tolerance: float | None = None,
+    max_steps: int = 64,
     **captum_kwargs,
 ) -> SanityCheckResult:
     """Model-parameter randomisation test (Adebayo et al., "Sanity Checks for Saliency Maps",
@@ -962,6 +968,12 @@ def sanity_check(
         Passed to :func:`captum_attributions` (``n_steps``, ``nt_samples``,
         ``occlusion_size``, ...). SmoothGrad's noise is drawn from ``seed`` at every stage, so
         the stages differ by their weights only.
+    completeness_tolerance : float, optional
+        If given, a LAM or IG map whose relative completeness error exceeds it is computed again
+        with twice the steps, until it is within the tolerance or ``max_steps`` would be passed;
+        the similarities then compare the refined maps (steps per map in ``result.steps``). A
+        map still outside the tolerance is kept, with its error reported.
+    max_steps : int, default 64
     """
     lr = lr.detach()
     lr = lr[None] if lr.dim() == 3 else lr
@@ -979,12 +991,24 @@ def sanity_check(
     layer = gradcam_layer
     if layer is None and "gradcam" in methods:
         layer = default_gradcam_layer(model)
+    steps_used: dict[str, list[int]] = {m: [] for m in completeness}
+
+    def refine(error: float, steps: int) -> bool:
+        return (completeness_tolerance is not None and abs(error) > completeness_tolerance
+                and steps * 2 <= max_steps)
+
     for _, stage_model in models:
         if "lam" in methods:
-            result = lam(stage_model, lr, window, steps=lam_steps, rule=lam_rule, scale=scale,
+            steps = lam_steps
+            result = lam(stage_model, lr, window, steps=steps, rule=lam_rule, scale=scale,
                          batch_size=batch_size)
+            while refine(result.completeness_error, steps):
+                steps *= 2
+                result = lam(stage_model, lr, window, steps=steps, rule=lam_rule, scale=scale,
+                             batch_size=batch_size)
             maps["lam"].append(result.map)
             completeness["lam"].append(result.completeness_error)
+            steps_used["lam"].append(steps)
         if captum_methods:
             found_completeness: dict = {}
             with torch.random.fork_rng(devices=[]):
@@ -992,10 +1016,18 @@ def sanity_check(
                 found = captum_attributions(stage_model, x, window, methods=captum_methods,
                                             internal_batch_size=batch_size,
                                             completeness=found_completeness, **captum_kwargs)
+            if "ig" in found_completeness:
+                steps = captum_kwargs.get("n_steps", 50)
+                while refine(found_completeness["ig"], steps):
+                    steps *= 2
+                    found["ig"] = captum_attributions(
+                        stage_model, x, window, methods=("ig",), internal_batch_size=batch_size,
+                        completeness=found_completeness, **{**captum_kwargs, "n_steps": steps},
+                    )["ig"]
+                completeness["ig"].append(found_completeness["ig"])
+                steps_used["ig"].append(steps)
             for m in captum_methods:
                 maps[m].append(found[m])
-            if "ig" in found_completeness:
-                completeness["ig"].append(found_completeness["ig"])
         if "gradcam" in methods:
             cam = gradcam(stage_model, x, window, layer=layer,
                           objective=captum_kwargs.get("objective", "grad"))
@@ -1005,7 +1037,8 @@ def sanity_check(
     ssim_ = {m: np.array([map_ssim(maps[m][0], v) for v in maps[m]]) for m in methods}
     return SanityCheckResult(stages=stages, maps=maps, spearman=spearman, ssim=ssim_,
                              completeness={m: np.array(v) for m, v in completeness.items()},
-                             gradcam_weight_to_gradient=np.array(weight_ratios))
+                             gradcam_weight_to_gradient=np.array(weight_ratios),
+                             steps={m: np.array(v) for m, v in steps_used.items()})
 
 
 def detail_windows(
